@@ -1,0 +1,194 @@
+"""Project settings, read from the environment (and `.env` when present).
+
+With nothing set the project runs on SQLite with console providers and DEBUG on; with
+DEBUG off it refuses to start without SECRET_KEY and CRON_SECRET. Every variable is listed,
+with a comment, in `.env.example`.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+if (BASE_DIR / ".env").is_file():
+    env.read_env(BASE_DIR / ".env")
+
+
+def env_secret(name: str, default: str = "") -> str:
+    """A secret from NAME, or from the file named by NAME_FILE (systemd credentials,
+    container secrets); the file wins when both are set."""
+    path = env.str(f"{name}_FILE", default="")
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE={path} cannot be read: {exc.strerror}") from exc
+    return env.str(name, default=default)
+
+
+def _require(name: str, value: object) -> None:
+    if not value:
+        raise ImproperlyConfigured(
+            f"{name} is not set: set it in .env (see .env.example) or as {name}_FILE, "
+            "or set DEBUG=true for a local trial."
+        )
+
+
+DEBUG = env.bool("DEBUG", default=True)
+SECRET_KEY = env_secret("SECRET_KEY")
+CRON_SECRET = [s.strip() for s in env_secret("CRON_SECRET").split(",") if s.strip()]
+
+if not DEBUG:
+    _require("SECRET_KEY", SECRET_KEY)
+    _require("CRON_SECRET", CRON_SECRET)
+if not SECRET_KEY:
+    # Only reachable with DEBUG on: a fixed key is fine for a laptop trial.
+    SECRET_KEY = "insecure-local-development-key-do-not-use-in-production"
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "scheduling",
+    "messaging",
+    "analytics",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The demo runs jobs and the web server at once; wait for the writer instead of failing.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20})
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+LOGIN_URL = "/admin/login/"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "UNAUTHENTICATED_USER": None,
+}
+
+# --- Security (production: DEBUG off, behind nginx terminating TLS) -------------------------
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+# Preload is a commitment (HTTPS for every subdomain, for months): set false to opt out.
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
+X_FRAME_OPTIONS = "DENY"
+
+# --- Cron jobs ------------------------------------------------------------------------------
+CRON_ALERT_EMAILS = env.list("CRON_ALERT_EMAILS", default=[])
+CRON_ALERT_AFTER_FAILURES = env.int("CRON_ALERT_AFTER_FAILURES", default=1)
+CRON_MIN_FREE_MB = env.int("CRON_MIN_FREE_MB", default=500)
+CRON_MAX_LOAD = env.float("CRON_MAX_LOAD", default=4.0)
+CRON_RUN_RETENTION_DAYS = env.int("CRON_RUN_RETENTION_DAYS", default=30)
+CRON_LOCK_DIR = env.str("CRON_LOCK_DIR", default=str(BASE_DIR / "var" / "locks"))
+CRON_AUTH_FAILURES_PER_MINUTE = env.int("CRON_AUTH_FAILURES_PER_MINUTE", default=20)
+CRON_IDEMPOTENCY_HOURS = env.int("CRON_IDEMPOTENCY_HOURS", default=24)
+CRON_EXTRA_JOB_MODULES = env.list("CRON_EXTRA_JOB_MODULES", default=[])
+
+# --- Providers ------------------------------------------------------------------------------
+SMS_PROVIDER = env.str("SMS_PROVIDER", default="console")
+EMAIL_PROVIDER = env.str("EMAIL_PROVIDER", default="console")
+TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env_secret("TWILIO_AUTH_TOKEN")
+TWILIO_FROM_NUMBER = env.str("TWILIO_FROM_NUMBER", default="")
+TWILIO_API_BASE_URL = env.str("TWILIO_API_BASE_URL", default="")
+TWILIO_SEND_RATE = env.float("TWILIO_SEND_RATE", default=10.0)
+RESEND_API_KEY = env_secret("RESEND_API_KEY")
+RESEND_FROM_EMAIL = env.str("RESEND_FROM_EMAIL", default="")
+RESEND_API_URL = env.str("RESEND_API_URL", default="https://api.resend.com")
+RESEND_SEND_RATE = env.float("RESEND_SEND_RATE", default=2.0)
+RESEND_WEBHOOK_SECRET = env_secret("RESEND_WEBHOOK_SECRET")
+PROVIDER_TIMEOUT_SECONDS = env.float("PROVIDER_TIMEOUT_SECONDS", default=10.0)
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="")
+DEFAULT_FROM_EMAIL = RESEND_FROM_EMAIL or "cron@localhost"
+# Django's mail API (used for cron alerts) goes through the configured email provider.
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="messaging.mail_backend.ProviderEmailBackend")
+
+# --- Delivery -------------------------------------------------------------------------------
+DELIVERY_CONCURRENCY = env.int("DELIVERY_CONCURRENCY", default=8)
+DELIVERY_BATCH_SIZE = env.int("DELIVERY_BATCH_SIZE", default=100)
+DELIVERY_LEASE_SECONDS = env.int("DELIVERY_LEASE_SECONDS", default=300)
+DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=5)
+QUIET_HOURS = env.str("QUIET_HOURS", default="08:00-21:00")
+ANALYTICS_BACKFILL_DAYS = env.int("ANALYTICS_BACKFILL_DAYS", default=7)
+
+for _name in ("SMS_PROVIDER", "EMAIL_PROVIDER"):
+    _allowed = {"SMS_PROVIDER": {"twilio", "console"}, "EMAIL_PROVIDER": {"resend", "console"}}[_name]
+    if globals()[_name] not in _allowed:
+        raise ImproperlyConfigured(f"{_name}={globals()[_name]!r} is not one of {sorted(_allowed)}: fix it in .env.")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "config.jsonlog.JsonFormatter"}},
+    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}},
+    "root": {"handlers": ["stdout"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,73 @@
+"""Tell operators when a job starts failing, goes overdue, or recovers: once per incident.
+
+`Job.alert_state` records the incident operators were last told about. Each alert is a
+conditional UPDATE of that field; only the process whose update changed the row sends the
+email, so concurrent runs and watchdogs never send the same alert twice.
+"""
+
+import logging
+from datetime import datetime
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.utils import timezone
+
+from scheduling.models import Health, Job, JobRun, RunStatus
+
+logger = logging.getLogger("scheduling.alerts")
+
+
+def _transition(job: Job, to_state: str, now: datetime) -> bool:
+    changed = (
+        Job.objects.filter(pk=job.pk).exclude(alert_state=to_state).update(alert_state=to_state, alert_changed_at=now)
+    )
+    if changed:
+        job.alert_state = to_state
+        job.alert_changed_at = now
+    return bool(changed)
+
+
+def _send(subject: str, body: str, job: Job) -> None:
+    recipients = settings.CRON_ALERT_EMAILS
+    logger.warning("cron_alert", extra={"job": job.name, "subject": subject, "recipients": len(recipients)})
+    if not recipients:
+        return
+    try:
+        send_mail(subject, body, None, recipients)
+    except Exception:  # an alert that cannot be sent must not fail the run that raised it
+        logger.exception("cron_alert_send_failed", extra={"job": job.name})
+
+
+def notify_run_finished(job: Job, run: JobRun) -> None:
+    now = run.finished_at or timezone.now()
+    if run.status == RunStatus.FAILED:
+        if job.consecutive_failures >= settings.CRON_ALERT_AFTER_FAILURES and _transition(job, Health.FAILING, now):
+            _send(
+                f"[cron] {job.name} is failing",
+                f"Job {job.name} failed {job.consecutive_failures} time(s) in a row.\n"
+                f"Last run #{run.pk} at {run.started_at:%Y-%m-%d %H:%M:%S} UTC:\n{run.error}\n",
+                job,
+            )
+    elif run.status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL) and job.alert_state != Health.OK:
+        previous = job.alert_state
+        if _transition(job, Health.OK, now):
+            _send(
+                f"[cron] {job.name} recovered",
+                f"Job {job.name} is healthy again (was {previous}).\n"
+                f"Run #{run.pk} at {run.started_at:%Y-%m-%d %H:%M:%S} UTC: {run.status}.\n",
+                job,
+            )
+
+
+def notify_overdue(job: Job, now: datetime) -> bool:
+    """Alert that `job` missed its schedule; False when operators already know."""
+    if job.alert_state != Health.OK or not _transition(job, Health.OVERDUE, now):
+        return False
+    _send(
+        f"[cron] {job.name} is overdue",
+        f"Job {job.name} ({job.cron}, {job.tz}) has not completed a run since "
+        f"{job.last_success_at or 'it was created'}; expected by "
+        f"{job.grace_starts_at():%Y-%m-%d %H:%M} UTC plus {job.grace} grace.\n",
+        job,
+    )
+    return True

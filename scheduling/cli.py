@@ -1,0 +1,77 @@
+"""What the job commands share: run one job, print one line, exit with the run's code."""
+
+import signal
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+
+from scheduling import registry, schedule
+from scheduling.models import Trigger
+from scheduling.runner import RunResult, UnknownJob, run_job
+from scheduling.services import ensure_job
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    # systemd and `timeout` stop a job with SIGTERM: unwind so the run is recorded as failed.
+    raise SystemExit(128 + signum)
+
+
+def add_run_arguments(parser: CommandParser) -> None:
+    parser.add_argument(
+        "--trigger",
+        choices=[Trigger.CRON, Trigger.MANUAL],
+        default=Trigger.MANUAL,
+        help="Who started the run (crontab lines pass --trigger=cron).",
+    )
+    parser.add_argument(
+        "--if-due",
+        action="store_true",
+        help="Run only if the job's schedule, in its own timezone, falls in this minute.",
+    )
+
+
+def run_from_command(command: BaseCommand, name: str, trigger: str, if_due: bool) -> None:
+    spec = registry.get(name)
+    if spec is None:
+        raise CommandError(f"unknown job {name!r}; `python manage.py cron list` shows the jobs")
+    now = timezone.now()
+    job = ensure_job(spec)
+    planned_at = None
+    if trigger == Trigger.CRON and job.cron:
+        if if_due and not schedule.is_due(job.cron, job.tz, now):
+            return
+        planned_at = schedule.previous_run(job.cron, job.tz, now)
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        result = run_job(name, trigger, planned_at=planned_at)
+    except UnknownJob as exc:
+        raise CommandError(f"unknown job {exc}") from exc
+    command.stdout.write(describe_result(result))
+    if result.exit_code:
+        sys.exit(result.exit_code)
+
+
+def describe_result(result: RunResult) -> str:
+    counts = ", ".join(f"{key}={value}" for key, value in result.data.items())
+    return f"{result.job}: {result.status} in {result.duration_ms} ms (run {result.run_id}) {result.message}" + (
+        f" [{counts}]" if counts and result.status != "skipped" else ""
+    )
+
+
+class JobCommand(BaseCommand):
+    """Base of the one-command-per-job files: `job_name = "process-scheduled"` is all they hold."""
+
+    job_name = ""
+
+    @property
+    def help(self) -> str:  # type: ignore[override]
+        spec = registry.get(self.job_name)
+        return f"Run the {self.job_name} job now. {spec.description if spec else ''}"
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        add_run_arguments(parser)
+
+    def handle(self, *args: Any, trigger: str, if_due: bool, **options: Any) -> None:
+        run_from_command(self, self.job_name, trigger, if_due)

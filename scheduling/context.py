@@ -1,0 +1,90 @@
+"""What a job receives: its run, a logger bound to the run, a deadline, per-item counters."""
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from django.db import close_old_connections, connection
+
+from scheduling.models import JobRun
+
+T = TypeVar("T")
+logger = logging.getLogger("scheduling.job")
+
+
+class RunLogger(logging.LoggerAdapter):
+    """Adds job and run_id to every event; fields passed as `extra` are kept."""
+
+    def process(self, msg: str, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        kwargs["extra"] = {**self.extra, **kwargs.get("extra", {})}
+        return msg, kwargs
+
+
+class JobContext:
+    def __init__(self, run: JobRun, max_runtime: timedelta) -> None:
+        self.run = run
+        self.job_name = run.job.name
+        self.log = RunLogger(logger, {"job": self.job_name, "run_id": run.pk})
+        self._deadline = time.monotonic() + max_runtime.total_seconds()
+        # Stop taking work this long before the deadline, so what is started can finish.
+        self._margin = min(30.0, max_runtime.total_seconds() / 10)
+        self._lock = threading.Lock()
+        self.processed = 0
+        self.succeeded = 0
+        self.failed = 0
+        self.data: dict[str, Any] = {}
+        self.errors: list[str] = []
+
+    # --- deadline -----------------------------------------------------------------------
+    def time_left(self) -> float:
+        return self._deadline - time.monotonic()
+
+    def should_stop(self) -> bool:
+        return self.time_left() <= self._margin
+
+    # --- per-item reporting (thread-safe: delivery reports from a pool) -------------------
+    def item_succeeded(self, count: int = 1) -> None:
+        with self._lock:
+            self.processed += count
+            self.succeeded += count
+
+    def item_failed(self, item: object, exc: BaseException | str) -> None:
+        reason = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+        with self._lock:
+            self.processed += 1
+            self.failed += 1
+            if len(self.errors) < 20:
+                self.errors.append(f"{item}: {reason}")
+        self.log.warning("item_failed", extra={"item": str(item), "error": reason})
+
+    def add(self, key: str, amount: int = 1) -> None:
+        """Count something job-specific (e.g. "escalated") into the run's summary."""
+        with self._lock:
+            self.data[key] = self.data.get(key, 0) + amount
+
+    def each(self, items: Iterable[T], work: Callable[[T], object]) -> None:
+        """Do `work` for every item, isolating failures; stop early when the deadline nears.
+
+        An item's exception is logged and counted and the batch goes on. Items left when the
+        deadline nears are counted as `deferred` for the next tick.
+        """
+        for item in items:
+            if self.should_stop():
+                self.add("deferred")
+                continue
+            try:
+                work(item)
+            except Exception as exc:  # one item never aborts the batch
+                self.log.exception("item_error", extra={"item": str(item)})
+                self.item_failed(item, exc)
+            else:
+                self.item_succeeded()
+            self.between_units()
+
+    def between_units(self) -> None:
+        """Drop a broken or expired database connection between units of work."""
+        if not connection.in_atomic_block:
+            close_old_connections()

@@ -1,0 +1,85 @@
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+from django.utils import timezone
+
+from scheduling.cli import add_run_arguments, describe_result, run_from_command
+from scheduling.crontab import render_crontab
+from scheduling.services import is_healthy, job_overview, run_due_jobs, sync_jobs
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "-"
+
+
+class Command(BaseCommand):
+    help = "Cron jobs: list, run NAME, status (exit 1 when unhealthy), crontab."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        sub.add_parser("list", help="Jobs with schedule, timezone, next run and last status.")
+        run = sub.add_parser("run", help="Run one job now.")
+        run.add_argument("name")
+        add_run_arguments(run)
+        sub.add_parser("status", help="Health of every job; exits 1 when one is unhealthy.")
+        sub.add_parser("run-due", help="Run once every enabled job that never ran or is overdue.")
+        tab = sub.add_parser("crontab", help="The crontab lines (flock-wrapped) for every job.")
+        tab.add_argument("--project-dir", default=str(settings.BASE_DIR))
+        tab.add_argument("--python", default=".venv/bin/python")
+
+    def handle(self, *args: Any, action: str, **options: Any) -> None:
+        getattr(self, f"do_{action.replace('-', '_')}")(**options)
+
+    def do_run(self, name: str, trigger: str, if_due: bool, **options: Any) -> None:
+        run_from_command(self, name, trigger, if_due)
+
+    def do_run_due(self, **options: Any) -> None:
+        for result in run_due_jobs():
+            self.stdout.write(describe_result(result))
+
+    def do_list(self, **options: Any) -> None:
+        rows = [("JOB", "SCHEDULE", "TIMEZONE", "ENABLED", "NEXT RUN", "LAST STATUS")]
+        for entry in job_overview():
+            rows.append(
+                (
+                    entry["name"],
+                    f"{entry['schedule']} ({entry['schedule_text']})",
+                    entry["timezone"],
+                    "yes" if entry["enabled"] else "no",
+                    _when(entry["next_run_at"]),
+                    entry["last_status"] or "never",
+                )
+            )
+        self._table(rows)
+
+    def do_status(self, **options: Any) -> None:
+        overview = job_overview()
+        rows = [("JOB", "HEALTH", "LAST RUN", "LAST STATUS", "LAST SUCCESS", "7-DAY SUCCESS")]
+        for entry in overview:
+            rate = entry["success_rate_7d"]
+            rows.append(
+                (
+                    entry["name"],
+                    entry["health"],
+                    _when(entry["last_run_at"]),
+                    entry["last_status"] or "never",
+                    _when(entry["last_success_at"]),
+                    "-" if rate is None else f"{rate:.0%}",
+                )
+            )
+        self._table(rows)
+        healthy = is_healthy(overview)
+        self.stdout.write(f"\n{'healthy' if healthy else 'UNHEALTHY'} at {_when(timezone.now())}")
+        if not healthy:
+            raise SystemExit(1)
+
+    def do_crontab(self, project_dir: str, python: str, **options: Any) -> None:
+        self.stdout.write(render_crontab(sync_jobs(), project_dir, python), ending="")
+
+    def _table(self, rows: list[tuple]) -> None:
+        widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            self.stdout.write(
+                "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            )

@@ -1,0 +1,175 @@
+from datetime import datetime, timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils.timezone import now as utc_now
+
+from scheduling import registry, schedule
+
+
+class Trigger(models.TextChoices):
+    CRON = "cron"
+    HTTP = "http"
+    MANUAL = "manual"
+    ADMIN = "admin"
+
+
+class RunStatus(models.TextChoices):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    ABANDONED = "abandoned"
+
+
+class Health(models.TextChoices):
+    OK = "ok"
+    DISABLED = "disabled"
+    FAILING = "failing"
+    OVERDUE = "overdue"
+
+
+class Job(models.Model):
+    """One row per registered job: what an operator may change, and the last outcome."""
+
+    name = models.CharField(max_length=64, unique=True)
+    description = models.CharField(max_length=200, blank=True)
+    enabled = models.BooleanField(default=True)
+    schedule = models.CharField(max_length=100, blank=True, help_text="Cron expression; blank uses the job's default.")
+    timezone = models.CharField(max_length=64, blank=True, help_text="IANA zone; blank = default.")
+    grace_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="How late a run may be before it counts as overdue."
+    )
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_status = models.CharField(max_length=16, choices=RunStatus.choices, blank=True)
+    # Start of the last run that did its work (succeeded or partial): what "overdue" measures.
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    # The incident operators were last told about; alerts fire on a change of this field only.
+    alert_state = models.CharField(max_length=16, choices=Health.choices, default=Health.OK)
+    alert_changed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=utc_now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def spec(self) -> "registry.JobSpec | None":
+        return registry.get(self.name)
+
+    @property
+    def cron(self) -> str:
+        return self.schedule or (self.spec.schedule if self.spec else "")
+
+    @property
+    def tz(self) -> str:
+        return self.timezone or (self.spec.timezone if self.spec else "UTC")
+
+    @property
+    def grace(self) -> timedelta:
+        if self.grace_seconds is not None:
+            return timedelta(seconds=self.grace_seconds)
+        return self.spec.grace if self.spec else timedelta(minutes=5)
+
+    def clean(self) -> None:
+        if self.schedule or self.timezone:
+            try:
+                schedule.validate(self.cron, self.tz)
+            except schedule.ScheduleError as exc:
+                raise ValidationError(str(exc)) from exc
+
+    def next_run_at(self, now: datetime) -> datetime | None:
+        return schedule.next_run(self.cron, self.tz, now) if self.cron else None
+
+    def grace_starts_at(self) -> datetime | None:
+        """When the run expected after the last good one was due (healthchecks' grace start).
+
+        Measured from the last run that did its work, or from the job's creation, so a job
+        that just appeared is not overdue for runs it could never have had.
+        """
+        if not self.cron:
+            return None
+        return schedule.next_run(self.cron, self.tz, self.last_success_at or self.created_at)
+
+    def is_overdue(self, now: datetime) -> bool:
+        start = self.grace_starts_at()
+        return self.enabled and start is not None and now > start + self.grace
+
+    def health(self, now: datetime) -> str:
+        """The one answer to "is this job healthy?" that every view, command and alert asks."""
+        if not self.enabled:
+            return Health.DISABLED
+        if self.last_status == RunStatus.FAILED:
+            return Health.FAILING
+        if self.is_overdue(now):
+            return Health.OVERDUE
+        return Health.OK
+
+
+class JobRun(models.Model):
+    """One execution (or skipped attempt) of a job."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="runs")
+    trigger = models.CharField(max_length=8, choices=Trigger.choices)
+    planned_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(default=utc_now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING)
+    skip_reason = models.CharField(max_length=200, blank=True)
+    processed = models.PositiveIntegerField(default=0)
+    succeeded = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    summary = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+    host = models.CharField(max_length=255, blank=True)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [
+            # History of one job, newest first (dashboard, admin filter, 7-day success rate).
+            models.Index(fields=["job", "-started_at"], name="jobrun_job_started"),
+            # Watchdog, every 5 minutes: runs still marked running.
+            models.Index(
+                fields=["started_at"],
+                name="jobrun_running",
+                condition=models.Q(status="running"),
+            ),
+            # Prune: runs older than the retention, oldest first.
+            models.Index(fields=["started_at"], name="jobrun_started"),
+        ]
+        constraints = [
+            # An HTTP Idempotency-Key runs the job once; a repeat replays this row.
+            models.UniqueConstraint(
+                fields=["job", "idempotency_key"],
+                name="jobrun_unique_idempotency_key",
+                condition=~models.Q(idempotency_key=""),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job.name} #{self.pk} {self.status}"
+
+    def finish(
+        self,
+        status: str,
+        *,
+        now: datetime | None = None,
+        error: str = "",
+        traceback: str = "",
+        skip_reason: str = "",
+    ) -> None:
+        self.finished_at = now or utc_now()
+        self.duration_ms = max(0, int((self.finished_at - self.started_at).total_seconds() * 1000))
+        self.status = status
+        self.error = error[:10000]
+        self.traceback = traceback[:50000]
+        self.skip_reason = skip_reason
+        self.save()

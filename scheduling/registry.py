@@ -1,0 +1,90 @@
+"""The registry of jobs. Apps register their jobs here (from their `jobs.py`).
+
+A job is a function `fn(ctx: JobContext) -> None` that does its work item by item through
+the context; its name is the HTTP slug and, with `-` as `_`, its management command.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from scheduling import schedule
+
+if TYPE_CHECKING:
+    from scheduling.context import JobContext
+
+JobFunc = Callable[["JobContext"], None]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    func: JobFunc
+    schedule: str
+    timezone: str = "UTC"
+    grace: timedelta = timedelta(minutes=5)
+    max_runtime: timedelta = timedelta(minutes=10)
+    allow_concurrent: bool = False
+    description: str = ""
+    options: dict = field(default_factory=dict)
+
+    @property
+    def command(self) -> str:
+        return self.name.replace("-", "_")
+
+
+_jobs: dict[str, JobSpec] = {}
+
+
+def register(
+    name: str,
+    *,
+    schedule: str,
+    timezone: str = "UTC",
+    grace: timedelta = timedelta(minutes=5),
+    max_runtime: timedelta = timedelta(minutes=10),
+    allow_concurrent: bool = False,
+    description: str = "",
+) -> Callable[[JobFunc], JobFunc]:
+    """Decorator: `@register("daily", schedule="5 * * * *")` over a job function."""
+
+    def decorator(func: JobFunc) -> JobFunc:
+        add(
+            JobSpec(
+                name=name,
+                func=func,
+                schedule=schedule,
+                timezone=timezone,
+                grace=grace,
+                max_runtime=max_runtime,
+                allow_concurrent=allow_concurrent,
+                description=description or (func.__doc__ or "").strip().split("\n")[0],
+            )
+        )
+        return func
+
+    return decorator
+
+
+def add(spec: JobSpec) -> None:
+    if not spec.name.replace("-", "").isalnum() or spec.name != spec.name.lower():
+        raise ValueError(f"job name {spec.name!r} must be lower-case letters, digits and '-'")
+    schedule.validate(spec.schedule, spec.timezone)
+    existing = _jobs.get(spec.name)
+    if existing is not None and existing.func is not spec.func:
+        raise ValueError(f"job {spec.name!r} is registered twice")
+    _jobs[spec.name] = spec
+
+
+def remove(name: str) -> None:
+    """Forget a job (tests register throwaway jobs)."""
+    _jobs.pop(name, None)
+
+
+def get(name: str) -> JobSpec | None:
+    return _jobs.get(name)
+
+
+def all_jobs() -> list[JobSpec]:
+    return sorted(_jobs.values(), key=lambda spec: spec.name)

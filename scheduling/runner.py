@@ -1,0 +1,210 @@
+"""run_job: the one path every run takes, whoever started it (crontab, HTTP, admin, a person).
+
+enabled? -> machine fit? -> lock -> JobRun(running) -> job(ctx) -> JobRun(finished) -> alert
+-> unlock. The result says what happened, as an exit code, an HTTP status and a JSON body.
+"""
+
+import logging
+import os
+import socket
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from scheduling import alerts, guard, locks, registry
+from scheduling.context import JobContext
+from scheduling.dbname import application_name
+from scheduling.models import Job, JobRun, RunStatus
+from scheduling.services import ensure_job
+
+logger = logging.getLogger("scheduling.runner")
+
+EXIT_OK, EXIT_FAILED, EXIT_PARTIAL, EXIT_TEMPFAIL = 0, 1, 3, 75
+
+ALREADY_RUNNING = "already_running"
+OVERLOADED = "overloaded"
+DISABLED = "disabled"
+
+
+class UnknownJob(LookupError):
+    pass
+
+
+@dataclass
+class RunResult:
+    job: str
+    status: str
+    message: str
+    run_id: int | None = None
+    reason: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    duration_ms: int = 0
+    replayed: bool = False
+
+    @property
+    def success(self) -> bool:
+        return self.status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL, RunStatus.SKIPPED)
+
+    @property
+    def exit_code(self) -> int:
+        if self.reason == OVERLOADED:
+            return EXIT_TEMPFAIL
+        return {RunStatus.FAILED: EXIT_FAILED, RunStatus.PARTIAL: EXIT_PARTIAL}.get(self.status, EXIT_OK)
+
+    @property
+    def http_status(self) -> int:
+        if self.reason == ALREADY_RUNNING:
+            return 409
+        if self.reason == OVERLOADED:
+            return 503
+        return 500 if self.status == RunStatus.FAILED else 200
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "success": self.success,
+            "job": self.job,
+            "run_id": self.run_id,
+            "status": self.status,
+            "message": self.message,
+            "data": self.data,
+            "duration_ms": self.duration_ms,
+        }
+
+
+def result_from_run(run: JobRun, *, replayed: bool = False) -> RunResult:
+    reason = run.skip_reason.split(":")[0] if run.status == RunStatus.SKIPPED else ""
+    if run.status == RunStatus.SKIPPED:
+        message = run.skip_reason
+    elif run.status == RunStatus.FAILED:
+        message = run.error.splitlines()[0] if run.error else "failed"
+    else:
+        message = f"{run.status}: {run.succeeded} of {run.processed} items"
+    data = {"processed": run.processed, "succeeded": run.succeeded, "failed": run.failed, **run.summary}
+    return RunResult(
+        job=run.job.name,
+        status=run.status,
+        message=message,
+        run_id=run.pk,
+        reason=reason,
+        data=data,
+        duration_ms=run.duration_ms or 0,
+        replayed=replayed,
+    )
+
+
+def _find_replay(job: Job, key: str) -> JobRun | None:
+    if not key:
+        return None
+    since = timezone.now() - timedelta(hours=settings.CRON_IDEMPOTENCY_HOURS)
+    return JobRun.objects.filter(job=job, idempotency_key=key, started_at__gte=since).first()
+
+
+def _skip(job: Job, trigger: str, reason: str, planned_at: datetime | None) -> RunResult:
+    run = JobRun(job=job, trigger=trigger, planned_at=planned_at, host=socket.gethostname(), pid=os.getpid())
+    run.finish(RunStatus.SKIPPED, now=run.started_at, skip_reason=reason)
+    logger.info("job_skipped", extra={"job": job.name, "run_id": run.pk, "reason": reason})
+    return result_from_run(run)
+
+
+def run_job(
+    name: str,
+    trigger: str,
+    *,
+    idempotency_key: str = "",
+    planned_at: datetime | None = None,
+) -> RunResult:
+    spec = registry.get(name)
+    if spec is None:
+        raise UnknownJob(name)
+    job = ensure_job(spec)
+    replay = _find_replay(job, idempotency_key)
+    if replay is not None:
+        return result_from_run(replay, replayed=True)
+    if not job.enabled:
+        return _skip(job, trigger, f"{DISABLED}: the job is disabled in admin", planned_at)
+    reason = guard.overload_reason()
+    if reason:
+        return _skip(job, trigger, reason, planned_at)
+    lock = None if spec.allow_concurrent else locks.acquire(name)
+    if lock is None and not spec.allow_concurrent:
+        return _skip(job, trigger, f"{ALREADY_RUNNING}: another run holds the lock", planned_at)
+    try:
+        # Checked again under the lock: a run with the same key may have finished meanwhile.
+        replay = _find_replay(job, idempotency_key)
+        if replay is not None:
+            return result_from_run(replay, replayed=True)
+        return _execute(spec, job, trigger, idempotency_key, planned_at)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _execute(spec: registry.JobSpec, job: Job, trigger: str, key: str, planned_at: datetime | None) -> RunResult:
+    if key:
+        # A key is honoured for CRON_IDEMPOTENCY_HOURS; an older run gives it up.
+        JobRun.objects.filter(job=job, idempotency_key=key).update(idempotency_key="")
+    try:
+        with transaction.atomic():
+            run = JobRun.objects.create(
+                job=job,
+                trigger=trigger,
+                planned_at=planned_at,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                idempotency_key=key,
+            )
+    except IntegrityError:  # the same key, started concurrently by a job that allows it
+        return result_from_run(_find_replay(job, key), replayed=True)
+    ctx = JobContext(run, spec.max_runtime)
+    ctx.log.info("job_started", extra={"trigger": trigger})
+    error = tb = ""
+    try:
+        with application_name(job.name):
+            spec.func(ctx)
+    except BaseException as exc:  # also SIGTERM/KeyboardInterrupt: record, then re-raise
+        error, tb = f"{type(exc).__name__}: {exc}", traceback.format_exc()
+        _finish(job, run, ctx, RunStatus.FAILED, error, tb)
+        if not isinstance(exc, Exception):
+            raise
+        return result_from_run(run)
+    if ctx.failed and not ctx.succeeded:
+        status = RunStatus.FAILED
+        error = f"all {ctx.failed} items failed; first: {ctx.errors[0] if ctx.errors else ''}"
+    elif ctx.failed:
+        status = RunStatus.PARTIAL
+        error = "\n".join(ctx.errors)
+    else:
+        status = RunStatus.SUCCEEDED
+    _finish(job, run, ctx, status, error, tb)
+    return result_from_run(run)
+
+
+def _finish(job: Job, run: JobRun, ctx: JobContext, status: str, error: str, tb: str) -> None:
+    run.processed, run.succeeded, run.failed = ctx.processed, ctx.succeeded, ctx.failed
+    run.summary = ctx.data
+    run.finish(status, error=error, traceback=tb)
+    worked = status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL)
+    Job.objects.filter(pk=job.pk).update(
+        last_run_at=run.started_at,
+        last_status=status,
+        consecutive_failures=0 if worked else F("consecutive_failures") + 1,
+        **({"last_success_at": run.started_at} if worked else {}),
+    )
+    job.refresh_from_db()
+    alerts.notify_run_finished(job, run)
+    ctx.log.info(
+        "job_finished",
+        extra={
+            "status": status,
+            "processed": run.processed,
+            "succeeded": run.succeeded,
+            "failed": run.failed,
+            "duration_ms": run.duration_ms,
+        },
+    )

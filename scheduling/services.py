@@ -1,0 +1,132 @@
+"""Scheduling operations: keep Job rows in step with the registry, watch, prune, report."""
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from scheduling import alerts, locks, registry, schedule
+from scheduling.models import Health, Job, JobRun, RunStatus
+
+
+def ensure_job(spec: registry.JobSpec) -> Job:
+    job, created = Job.objects.get_or_create(name=spec.name, defaults={"description": spec.description[:200]})
+    return job
+
+
+def sync_jobs() -> list[Job]:
+    """One Job row per registered job (created on first sight), in registry order."""
+    specs = registry.all_jobs()
+    existing = {job.name: job for job in Job.objects.filter(name__in=[s.name for s in specs])}
+    missing = [Job(name=s.name, description=s.description[:200]) for s in specs if s.name not in existing]
+    if missing:
+        Job.objects.bulk_create(missing, ignore_conflicts=True)
+        existing = {job.name: job for job in Job.objects.filter(name__in=[s.name for s in specs])}
+    return [existing[s.name] for s in specs]
+
+
+def run_due_jobs(now: datetime | None = None) -> list[Any]:
+    """Run, one after another, every enabled job that never ran or is overdue (the demo's
+    first tick, or catching up after an outage)."""
+    from scheduling.models import Trigger
+    from scheduling.runner import run_job
+
+    now = now or timezone.now()
+    due = [job for job in sync_jobs() if job.enabled and (job.last_success_at is None or job.is_overdue(now))]
+    return [run_job(job.name, Trigger.MANUAL) for job in due]
+
+
+def check_overdue_jobs(now: datetime) -> list[str]:
+    """Alert (once per incident) for every enabled job that missed its schedule + grace."""
+    alerted = []
+    for job in sync_jobs():
+        if job.is_overdue(now) and alerts.notify_overdue(job, now):
+            alerted.append(job.name)
+    return alerted
+
+
+def reap_abandoned_runs(now: datetime) -> list[int]:
+    """Mark `abandoned` the runs left `running` by a process that died.
+
+    A live run holds its job's lock for its whole life, so a running row whose lock nobody
+    holds belongs to a dead process. The conditional update keeps a run that finished in the
+    meantime as it is.
+    """
+    reaped = []
+    for run in JobRun.objects.filter(status=RunStatus.RUNNING).select_related("job"):
+        spec = registry.get(run.job.name)
+        if spec is not None and spec.allow_concurrent:
+            # No lock to ask; a run past twice its maximum run time is presumed dead.
+            if run.started_at + 2 * spec.max_runtime > now:
+                continue
+        elif locks.is_held(run.job.name):
+            continue
+        duration = int((now - run.started_at).total_seconds() * 1000)
+        updated = JobRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+            status=RunStatus.ABANDONED,
+            finished_at=now,
+            duration_ms=max(duration, 0),
+            error="abandoned: the process running it died (its lock was no longer held)",
+        )
+        if updated:
+            reaped.append(run.pk)
+    return reaped
+
+
+def prune_runs(now: datetime, batch_size: int = 5000) -> int:
+    """Delete runs older than CRON_RUN_RETENTION_DAYS, a batch at a time (short locks)."""
+    cutoff = now - timedelta(days=settings.CRON_RUN_RETENTION_DAYS)
+    deleted = 0
+    while True:
+        ids = list(
+            JobRun.objects.filter(started_at__lt=cutoff)
+            .order_by("started_at")
+            .values_list("pk", flat=True)[:batch_size]
+        )
+        if not ids:
+            return deleted
+        deleted += JobRun.objects.filter(pk__in=ids).delete()[0]
+
+
+def success_rates(since: datetime) -> dict[int, float | None]:
+    """Share of finished, non-skipped runs per job id that succeeded since `since`."""
+    counted = ~Q(runs__status__in=[RunStatus.SKIPPED, RunStatus.RUNNING])
+    rows = Job.objects.annotate(
+        total=Count("runs", filter=counted & Q(runs__started_at__gte=since)),
+        good=Count("runs", filter=Q(runs__status=RunStatus.SUCCEEDED, runs__started_at__gte=since)),
+    ).values_list("pk", "total", "good")
+    return {pk: (round(good / total, 4) if total else None) for pk, total, good in rows}
+
+
+def job_overview(now: datetime | None = None) -> list[dict[str, Any]]:
+    """Every job's schedule, last outcome, next run and health: for status, API, dashboard."""
+    now = now or timezone.now()
+    jobs = sync_jobs()
+    rates = success_rates(now - timedelta(days=7))
+    overview = []
+    for job in jobs:
+        next_run = job.next_run_at(now) if job.enabled else None
+        overview.append(
+            {
+                "name": job.name,
+                "description": job.description,
+                "schedule": job.cron,
+                "schedule_text": schedule.describe(job.cron),
+                "timezone": job.tz,
+                "enabled": job.enabled,
+                "last_run_at": job.last_run_at,
+                "last_status": job.last_status or None,
+                "last_success_at": job.last_success_at,
+                "next_run_at": next_run,
+                "overdue": job.is_overdue(now),
+                "health": job.health(now),
+                "success_rate_7d": rates.get(job.pk),
+            }
+        )
+    return overview
+
+
+def is_healthy(overview: list[dict[str, Any]]) -> bool:
+    return all(entry["health"] in (Health.OK, Health.DISABLED) for entry in overview)

@@ -1,0 +1,68 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from tests.scheduling import sample_jobs
+
+# The module registers its jobs on import (for subprocesses); tests opt in via the fixture.
+sample_jobs.unregister_all()
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _quiet_settings(settings):
+    # Alerts land in django.core.mail.outbox; the guard never trips unless a test asks.
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.CRON_MIN_FREE_MB = 0
+    settings.CRON_MAX_LOAD = 10_000.0
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture
+def sample_jobs_registered():
+    sample_jobs.register_all()
+    yield sample_jobs
+    sample_jobs.unregister_all()
+
+
+def database_url() -> str:
+    s = connection.settings_dict
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment of a real `manage.py` process on the test database."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "DJANGO_SETTINGS"))}
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DATABASE_URL": database_url(),
+            "DEBUG": "true",
+            "CRON_SECRET": "test-secret-one",
+            "CRON_EXTRA_JOB_MODULES": "tests.scheduling.sample_jobs",
+            "CRON_MIN_FREE_MB": "0",
+            "CRON_MAX_LOAD": "10000",
+            "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
+            **extra,
+        }
+    )
+    return env
+
+
+def start_manage(*args: str, **env: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=subprocess_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

@@ -1,0 +1,64 @@
+"""Throwaway jobs for the runner's tests; also loaded by subprocesses through
+CRON_EXTRA_JOB_MODULES=tests.scheduling.sample_jobs."""
+
+import os
+import time
+from datetime import timedelta
+
+from scheduling import registry
+from scheduling.context import JobContext
+
+
+def sleepy(ctx: JobContext) -> None:
+    """Holds its lock for SAMPLE_SLEEP seconds."""
+    time.sleep(float(os.environ.get("SAMPLE_SLEEP", "0.2")))
+    ctx.item_succeeded()
+
+
+def partly_failing(ctx: JobContext) -> None:
+    """Five items; the third raises."""
+    done = []
+
+    def work(item: int) -> None:
+        if item == 3:
+            raise ValueError("bad data in item 3")
+        done.append(item)
+
+    ctx.each(range(1, 6), work)
+    ctx.data["done"] = done
+
+
+BROKEN = True
+
+
+def failing(ctx: JobContext) -> None:
+    """Raises out of the job while BROKEN is true (tests flip it to see a recovery)."""
+    if BROKEN:
+        raise RuntimeError("the provider account is suspended")
+    ctx.item_succeeded()
+
+
+def succeeding(ctx: JobContext) -> None:
+    """Two items, both fine."""
+    ctx.each(["a", "b"], lambda item: None)
+
+
+SPECS = [
+    registry.JobSpec("test-sleep", sleepy, "* * * * *"),
+    registry.JobSpec("test-partial", partly_failing, "* * * * *"),
+    registry.JobSpec("test-fail", failing, "*/5 * * * *", grace=timedelta(minutes=1)),
+    registry.JobSpec("test-ok", succeeding, "*/5 * * * *", grace=timedelta(minutes=1)),
+]
+
+
+def register_all() -> None:
+    for spec in SPECS:
+        registry.add(spec)
+
+
+def unregister_all() -> None:
+    for spec in SPECS:
+        registry.remove(spec.name)
+
+
+register_all()

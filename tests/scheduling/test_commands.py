@@ -1,0 +1,98 @@
+import subprocess
+import sys
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from scheduling.models import JobRun
+from tests.conftest import ROOT, subprocess_env
+
+pytestmark = pytest.mark.django_db
+
+
+def test_crontab_example_equals_the_generated_crontab():
+    out = StringIO()
+    call_command("cron", "crontab", "--project-dir", "/srv/messaging-cron", stdout=out)
+    assert (ROOT / "crontab.example").read_text() == out.getvalue()
+
+
+def test_every_job_has_a_command_and_a_flock_wrapped_crontab_line():
+    from django.core.management import get_commands
+
+    from scheduling import registry
+
+    out = StringIO()
+    call_command("cron", "crontab", stdout=out)
+    for spec in registry.all_jobs():
+        assert spec.command in get_commands(), spec.name
+        line = next(line for line in out.getvalue().splitlines() if f"manage.py {spec.command} " in line)
+        assert f"flock -n var/run/{spec.name}.lock" in line and line.endswith(f">> var/log/{spec.name}.log 2>&1")
+
+
+def test_cron_list_shows_schedule_in_words_and_next_run():
+    out = StringIO()
+    call_command("cron", "list", stdout=out)
+    assert "watchdog" in out.getvalue() and "Every fifth minute" in out.getvalue()
+
+
+def test_cron_status_exits_1_when_a_job_failed(sample_jobs_registered):
+    call_command("cron", "run", "test-ok", stdout=StringIO())
+    call_command("cron", "status", stdout=StringIO())  # healthy: returns normally
+    with pytest.raises(SystemExit):
+        call_command("cron", "run", "test-fail", stdout=StringIO())
+    out = StringIO()
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("cron", "status", stdout=out)
+    assert exit_info.value.code == 1 and "UNHEALTHY" in out.getvalue()
+
+
+def test_job_command_records_a_cron_trigger_with_its_planned_time(sample_jobs_registered):
+    call_command("watchdog", "--trigger=cron", stdout=StringIO())
+    run = JobRun.objects.get(job__name="watchdog")
+    assert run.trigger == "cron" and run.planned_at is not None and run.planned_at <= run.started_at
+
+
+def test_unknown_job_is_a_clear_command_error():
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="cron list"):
+        call_command("cron", "run", "no-such-job")
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "CRON_SECRET"])
+def test_production_settings_refuse_to_start_without_secrets(missing):
+    env = subprocess_env(DEBUG="false", SECRET_KEY="x" * 50, CRON_SECRET="s" * 40, ALLOWED_HOSTS="example.com")
+    env.pop(missing)
+    proc = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode != 0
+    assert f"{missing} is not set: set it in .env (see .env.example)" in proc.stderr
+
+
+def test_production_settings_pass_the_deploy_check():
+    env = subprocess_env(
+        DEBUG="false", SECRET_KEY="k" * 20 + "-Zq8#pL2$" + "v" * 30, CRON_SECRET="s" * 40, ALLOWED_HOSTS="example.com"
+    )
+    proc = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+
+
+def test_secret_can_come_from_a_file(tmp_path):
+    secret_file = tmp_path / "cron_secret"
+    secret_file.write_text("from-a-file\n")
+    env = subprocess_env(
+        DEBUG="false", SECRET_KEY="x" * 50, ALLOWED_HOSTS="example.com", CRON_SECRET_FILE=str(secret_file)
+    )
+    env.pop("CRON_SECRET")
+    code = "import django; django.setup(); from django.conf import settings; print(settings.CRON_SECRET)"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "['from-a-file']", proc.stderr

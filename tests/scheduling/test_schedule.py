@@ -1,0 +1,74 @@
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from scheduling import schedule
+
+
+def _runs_between(expr: str, tz: str, start: datetime, end: datetime) -> list[datetime]:
+    runs, current = [], start
+    while True:
+        current = schedule.next_run(expr, tz, current)
+        if current >= end:
+            return runs
+        runs.append(current)
+
+
+@pytest.mark.parametrize(
+    ("tz", "transition_day"),
+    [
+        ("America/New_York", "2026-03-08"),  # spring forward: 02:00 -> 03:00
+        ("America/New_York", "2026-11-01"),  # fall back: 02:00 -> 01:00
+        ("Europe/Berlin", "2026-03-29"),
+        ("Europe/Berlin", "2026-10-25"),
+    ],
+)
+def test_daily_0230_job_runs_exactly_once_per_local_day_across_dst(tz, transition_day):
+    zone = ZoneInfo(tz)
+    day = datetime.fromisoformat(transition_day).replace(tzinfo=zone)
+    runs = _runs_between(
+        "30 2 * * *", tz, (day - timedelta(days=2)).astimezone(UTC), (day + timedelta(days=3)).astimezone(UTC)
+    )
+    per_local_day = Counter(run.astimezone(zone).date() for run in runs)
+    assert len(runs) == 5
+    assert set(per_local_day.values()) == {1}
+    assert all(run.tzinfo == UTC for run in runs)
+
+
+def test_spring_forward_run_happens_once_when_the_clocks_jump():
+    run = schedule.next_run("30 2 * * *", "America/New_York", datetime(2026, 3, 8, 5, 0, tzinfo=UTC))
+    # 02:30 does not exist on 2026-03-08 in New York; the run happens once, as the clocks
+    # jump (03:00 EDT), as cronie does.
+    assert run == datetime(2026, 3, 8, 7, 0, tzinfo=UTC)
+
+
+def test_fall_back_run_happens_once_not_at_both_0130s():
+    runs = _runs_between(
+        "30 1 * * *",
+        "America/New_York",
+        datetime(2026, 11, 1, 0, 0, tzinfo=UTC),
+        datetime(2026, 11, 2, 0, 0, tzinfo=UTC),
+    )
+    assert runs == [datetime(2026, 11, 1, 5, 30, tzinfo=UTC)]
+
+
+def test_previous_run_is_at_or_before_the_given_time():
+    at = datetime(2026, 11, 28, 10, 7, 30, tzinfo=UTC)
+    assert schedule.previous_run("*/5 * * * *", "UTC", at) == datetime(2026, 11, 28, 10, 5, tzinfo=UTC)
+
+
+def test_is_due_only_in_the_scheduled_minute():
+    assert schedule.is_due("0 9 * * *", "Europe/Berlin", datetime(2026, 11, 28, 8, 0, 40, tzinfo=UTC))
+    assert not schedule.is_due("0 9 * * *", "Europe/Berlin", datetime(2026, 11, 28, 9, 0, 40, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(("expr", "tz"), [("61 * * * *", "UTC"), ("* * * * *", "Mars/Olympus")])
+def test_validate_rejects_bad_expression_or_zone(expr, tz):
+    with pytest.raises(schedule.ScheduleError):
+        schedule.validate(expr, tz)
+
+
+def test_describe_puts_the_expression_in_words():
+    assert schedule.describe("30 8 * * 1") == "At 08:30 on Monday"
