@@ -11,6 +11,8 @@ from tests.scheduling import sample_jobs
 # The module registers its jobs on import (for subprocesses); tests opt in via the fixture.
 sample_jobs.unregister_all()
 
+pytest_plugins = ["tests.fakes.plugin"]
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -1,0 +1,1 @@
+"""Test doubles that speak real provider wire formats over HTTP."""
