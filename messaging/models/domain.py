@@ -1,0 +1,193 @@
+"""The domain the jobs read (clients, leads, conversations, calls) and the delivery queue."""
+
+from datetime import time
+from zoneinfo import available_timezones
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import models
+from django.utils.timezone import now as utc_now
+
+from messaging.phones import validate_phone
+
+
+def validate_timezone(value: str) -> None:
+    if value and value not in available_timezones():
+        raise ValidationError(f"{value!r} is not an IANA timezone; use e.g. America/New_York")
+
+
+class NotifyBy(models.TextChoices):
+    SMS = "sms"
+    EMAIL = "email"
+
+
+class Client(models.Model):
+    """A business using the platform."""
+
+    name = models.CharField(max_length=200)
+    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    owner_phone = models.CharField(max_length=20, blank=True, validators=[validate_phone])
+    owner_email = models.EmailField(blank=True)
+    sms_from_number = models.CharField(
+        max_length=20, blank=True, validators=[validate_phone], help_text="Sender; blank = TWILIO_FROM_NUMBER."
+    )
+    monthly_sms_allowance = models.PositiveIntegerField(default=1000)
+    quiet_hours_start = models.TimeField(default=time(8, 0), help_text="SMS to leads only from this local time...")
+    quiet_hours_end = models.TimeField(default=time(21, 0), help_text="...until this local time.")
+    business_hours_start = models.TimeField(default=time(9, 0))
+    business_hours_end = models.TimeField(default=time(17, 0))
+    text_back_enabled = models.BooleanField(default=True)
+    text_back_template = models.TextField(
+        blank=True, help_text="Missed-call text; {client} is replaced. Blank = the default text."
+    )
+    notify_by = models.CharField(max_length=8, choices=NotifyBy.choices, default=NotifyBy.EMAIL)
+    agent_stall_minutes = models.PositiveIntegerField(default=10)
+    weekly_summary_enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=utc_now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class LeadStatus(models.TextChoices):
+    NEW = "new"
+    CONTACTED = "contacted"
+    QUALIFIED = "qualified"
+    WON = "won"
+    LOST = "lost"
+
+
+class Lead(models.Model):
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="leads")
+    name = models.CharField(max_length=200, blank=True)
+    phone = models.CharField(max_length=20, blank=True, validators=[validate_phone])
+    email = models.EmailField(blank=True)
+    status = models.CharField(max_length=16, choices=LeadStatus.choices, default=LeadStatus.NEW)
+    timezone = models.CharField(
+        max_length=64, blank=True, validators=[validate_timezone], help_text="Blank = the client's timezone."
+    )
+    follow_up_at = models.DateTimeField(null=True, blank=True)
+    last_activity_at = models.DateTimeField(default=utc_now)
+    created_at = models.DateTimeField(default=utc_now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["client", "phone"], name="lead_client_phone"),
+            # follow-ups, every 30 minutes: leads whose follow-up time has passed.
+            models.Index(
+                fields=["follow_up_at"], name="lead_follow_up", condition=models.Q(follow_up_at__isnull=False)
+            ),
+            models.Index(fields=["client", "created_at"], name="lead_client_created"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.phone or self.email or f"lead {self.pk}"
+
+    @property
+    def tz(self) -> str:
+        return self.timezone or self.client.timezone
+
+
+class Conversation(models.Model):
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="conversations")
+    lead = models.ForeignKey(Lead, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations")
+    phone = models.CharField(max_length=20, validators=[validate_phone])
+    last_message_at = models.DateTimeField(null=True, blank=True)
+    last_message_direction = models.CharField(max_length=8, blank=True)
+    # The inbound message an escalation was raised for; a later reply or inbound resets it.
+    escalated_for_message_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=utc_now)
+
+    class Meta:
+        indexes = [
+            # agent-check, every 15 minutes: conversations waiting on a reply.
+            models.Index(
+                fields=["last_message_at"],
+                name="conversation_awaiting",
+                condition=models.Q(last_message_direction="in"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client} / {self.phone}"
+
+
+class Direction(models.TextChoices):
+    INBOUND = "in"
+    OUTBOUND = "out"
+
+
+class Message(models.Model):
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    direction = models.CharField(max_length=3, choices=Direction.choices)
+    body = models.TextField()
+    created_at = models.DateTimeField(default=utc_now)
+
+    class Meta:
+        indexes = [models.Index(fields=["conversation", "created_at"], name="message_conv_created")]
+
+    def __str__(self) -> str:
+        return f"{self.direction} {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class CallStatus(models.TextChoices):
+    COMPLETED = "completed"
+    MISSED = "missed"
+    BUSY = "busy"
+    VOICEMAIL = "voicemail"
+
+
+class Call(models.Model):
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="calls")
+    caller = models.CharField(max_length=20, validators=[validate_phone])
+    status = models.CharField(max_length=16, choices=CallStatus.choices)
+    handled = models.BooleanField(default=False)
+    handled_at = models.DateTimeField(null=True, blank=True)
+    texted_back = models.BooleanField(default=False)
+    started_at = models.DateTimeField(default=utc_now)
+
+    class Meta:
+        indexes = [
+            # check-missed-calls, every 5 minutes: missed calls not yet handled.
+            models.Index(
+                fields=["started_at"],
+                name="call_missed_unhandled",
+                condition=models.Q(status="missed", handled=False),
+            ),
+            models.Index(fields=["client", "started_at"], name="call_client_started"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.status} call from {self.caller}"
+
+
+class OptOut(models.Model):
+    """A number that must never get an SMS from this client (or from the platform, client null)."""
+
+    phone = models.CharField(max_length=20, validators=[validate_phone])
+    client = models.ForeignKey(Client, null=True, blank=True, on_delete=models.CASCADE, related_name="opt_outs")
+    source = models.CharField(max_length=32, help_text="twilio_21610, inbound_stop, manual")
+    created_at = models.DateTimeField(default=utc_now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["phone", "client"], name="optout_phone_client", condition=models.Q(client__isnull=False)
+            ),
+            models.UniqueConstraint(
+                fields=["phone"], name="optout_phone_global", condition=models.Q(client__isnull=True)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.phone} ({self.client or 'all clients'})"
+
+
+def validate_recipient(channel: str, to: str) -> None:
+    if channel == "sms":
+        validate_phone(to)
+    else:
+        validate_email(to)

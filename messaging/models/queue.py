@@ -1,0 +1,151 @@
+"""The delivery queue: ScheduledMessage, one DeliveryAttempt per provider call."""
+
+import uuid
+
+from django.db import models
+from django.utils.timezone import now as utc_now
+
+from messaging.models.domain import Client, Lead
+
+
+class Channel(models.TextChoices):
+    SMS = "sms"
+    EMAIL = "email"
+
+
+class Status(models.TextChoices):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+# Every legal move; `transition()` refuses anything else.
+TRANSITIONS: dict[str, set[str]] = {
+    Status.PENDING: {Status.SENDING, Status.CANCELLED, Status.FAILED},
+    Status.SENDING: {Status.SENT, Status.PENDING, Status.FAILED},
+    Status.SENT: {Status.DELIVERED, Status.UNDELIVERED},
+    Status.DELIVERED: set(),
+    Status.UNDELIVERED: {Status.PENDING},  # an operator's retry
+    Status.FAILED: {Status.PENDING},  # an operator's retry
+    Status.CANCELLED: set(),
+}
+
+
+class IllegalTransition(ValueError):
+    pass
+
+
+def sources_of(target: str) -> list[str]:
+    """The states a message may move to `target` from."""
+    return [source for source, targets in TRANSITIONS.items() if target in targets]
+
+
+class ScheduledMessage(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    to = models.CharField(max_length=254)
+    subject = models.CharField(max_length=300, blank=True)
+    body = models.TextField()
+    html = models.TextField(blank=True)
+    client = models.ForeignKey(Client, null=True, blank=True, on_delete=models.SET_NULL, related_name="scheduled")
+    lead = models.ForeignKey(Lead, null=True, blank=True, on_delete=models.SET_NULL, related_name="scheduled")
+    send_at = models.DateTimeField(default=utc_now)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=5)
+    next_attempt_at = models.DateTimeField(default=utc_now)
+    # The lease: who claimed the message, when, and until when the claim is theirs.
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=100, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    provider_message_id = models.CharField(max_length=100, blank=True)
+    last_error_code = models.CharField(max_length=32, blank=True)
+    last_error = models.TextField(blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    source = models.CharField(max_length=64, default="api")
+    created_at = models.DateTimeField(default=utc_now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-send_at"]
+        indexes = [
+            # process-scheduled, every minute: the claim query (pending, due, oldest first).
+            models.Index(
+                fields=["send_at", "next_attempt_at"], name="sched_claim", condition=models.Q(status="pending")
+            ),
+            # process-scheduled: leases that expired (crashed workers).
+            models.Index(fields=["lease_expires_at"], name="sched_lease", condition=models.Q(status="sending")),
+            # The /scheduled/ page: filter by status and channel, newest first; per-client view.
+            models.Index(fields=["status", "channel", "-send_at"], name="sched_status_channel"),
+            models.Index(fields=["client", "-send_at"], name="sched_client"),
+            models.Index(fields=["to"], name="sched_to"),
+            # Provider webhooks look messages up by the provider's id.
+            models.Index(fields=["provider_message_id"], name="sched_provider_id"),
+            # Analytics count sends per client and day.
+            models.Index(fields=["client", "sent_at"], name="sched_client_sent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} to {self.to} ({self.status})"
+
+    def can_become(self, target: str) -> bool:
+        return target in TRANSITIONS.get(self.status, set())
+
+    @property
+    def can_cancel(self) -> bool:
+        return self.can_become(Status.CANCELLED)
+
+    @property
+    def can_retry(self) -> bool:
+        return self.status in (Status.FAILED, Status.UNDELIVERED)
+
+
+def transition(message_id: uuid.UUID, target: str, *, expect: list[str] | None = None, **fields: object) -> bool:
+    """Move a message to `target` if it is in a state that allows it, atomically.
+
+    A conditional UPDATE: the row count says whether this caller won (another worker, a
+    webhook or an operator may have moved the message meanwhile). `expect` narrows the
+    allowed source states; a source state that could never reach `target` is refused.
+    """
+    allowed = sources_of(target)
+    if expect is not None:
+        illegal = set(expect) - set(allowed)
+        if illegal:
+            raise IllegalTransition(f"{sorted(illegal)} -> {target} is not a legal transition")
+        allowed = expect
+    if not allowed:
+        raise IllegalTransition(f"nothing may move to {target}")
+    return bool(ScheduledMessage.objects.filter(pk=message_id, status__in=allowed).update(status=target, **fields))
+
+
+class Outcome(models.TextChoices):
+    SENT = "sent"
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+    OPTED_OUT = "opted_out"
+    RECONCILED = "reconciled"
+
+
+class DeliveryAttempt(models.Model):
+    message = models.ForeignKey(ScheduledMessage, on_delete=models.CASCADE, related_name="delivery_attempts")
+    started_at = models.DateTimeField(default=utc_now)
+    duration_ms = models.PositiveIntegerField(default=0)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error_code = models.CharField(max_length=32, blank=True)
+    error = models.TextField(blank=True)
+    provider_message_id = models.CharField(max_length=100, blank=True)
+    worker = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["started_at"]
+        indexes = [models.Index(fields=["message", "started_at"], name="attempt_message_started")]
+
+    def __str__(self) -> str:
+        return f"{self.outcome} at {self.started_at:%Y-%m-%d %H:%M:%S}"
