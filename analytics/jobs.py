@@ -1,0 +1,1 @@
+"""Analytics jobs: daily stats with usage alerts, weekly summaries."""

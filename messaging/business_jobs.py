@@ -1,0 +1,1 @@
+"""Missed-call text-back, agent check, follow-ups: registered on import."""
