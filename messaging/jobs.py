@@ -1,3 +1,22 @@
-"""Messaging's jobs: delivery of the queue, and (in business_jobs) the jobs users buy it for."""
+"""Messaging's jobs: delivery of the queue here; the jobs users buy it for in business_jobs."""
+
+from datetime import timedelta
 
 from messaging import business_jobs  # noqa: F401  (registers its jobs on import)
+from messaging.delivery import deliver_due_messages
+from scheduling.context import JobContext
+from scheduling.registry import register
+
+
+@register(
+    "process-scheduled",
+    schedule="* * * * *",
+    grace=timedelta(minutes=3),
+    max_runtime=timedelta(minutes=4),
+    # Claiming is SKIP LOCKED, so overlapping runs (crontab + HTTP, several hosts) share
+    # the queue instead of waiting on each other.
+    allow_concurrent=True,
+)
+def process_scheduled(ctx: JobContext) -> None:
+    """Deliver due scheduled SMS and email."""
+    deliver_due_messages(ctx)

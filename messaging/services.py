@@ -87,7 +87,7 @@ def schedule_message(
 
 def cancel_message(message: ScheduledMessage) -> bool:
     """Cancel a pending message; False when its state no longer allows it."""
-    done = transition(message.pk, Status.CANCELLED, expect=[Status.PENDING])
+    done = bool(transition(message.pk, Status.CANCELLED, expect=[Status.PENDING]))
     message.refresh_from_db()
     return done
 
@@ -95,13 +95,15 @@ def cancel_message(message: ScheduledMessage) -> bool:
 def retry_message(message: ScheduledMessage, now: datetime | None = None) -> bool:
     """Queue a failed or undelivered message again, with a fresh set of attempts."""
     now = now or timezone.now()
-    done = transition(
-        message.pk,
-        Status.PENDING,
-        expect=[Status.FAILED, Status.UNDELIVERED],
-        attempts=0,
-        next_attempt_at=now,
-        lease_expires_at=None,
+    done = bool(
+        transition(
+            message.pk,
+            Status.PENDING,
+            expect=[Status.FAILED, Status.UNDELIVERED],
+            attempts=0,
+            next_attempt_at=now,
+            lease_expires_at=None,
+        )
     )
     message.refresh_from_db()
     return done

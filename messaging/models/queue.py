@@ -1,6 +1,7 @@
 """The delivery queue: ScheduledMessage, one DeliveryAttempt per provider call."""
 
 import uuid
+from collections.abc import Iterable
 
 from django.db import models
 from django.utils.timezone import now as utc_now
@@ -106,12 +107,20 @@ class ScheduledMessage(models.Model):
         return self.status in (Status.FAILED, Status.UNDELIVERED)
 
 
-def transition(message_id: uuid.UUID, target: str, *, expect: list[str] | None = None, **fields: object) -> bool:
-    """Move a message to `target` if it is in a state that allows it, atomically.
+def transition(
+    message_ids: uuid.UUID | Iterable[uuid.UUID],
+    target: str,
+    *,
+    expect: list[str] | None = None,
+    where: dict[str, object] | None = None,
+    **fields: object,
+) -> int:
+    """Move messages to `target` if they are in a state that allows it, atomically.
 
-    A conditional UPDATE: the row count says whether this caller won (another worker, a
-    webhook or an operator may have moved the message meanwhile). `expect` narrows the
-    allowed source states; a source state that could never reach `target` is refused.
+    A conditional UPDATE: the row count says how many this caller moved (another worker, a
+    webhook or an operator may have moved a message meanwhile). `expect` narrows the
+    allowed source states and `where` adds conditions (e.g. the claiming worker); a source
+    state that could never reach `target` is refused with IllegalTransition.
     """
     allowed = sources_of(target)
     if expect is not None:
@@ -121,7 +130,11 @@ def transition(message_id: uuid.UUID, target: str, *, expect: list[str] | None =
         allowed = expect
     if not allowed:
         raise IllegalTransition(f"nothing may move to {target}")
-    return bool(ScheduledMessage.objects.filter(pk=message_id, status__in=allowed).update(status=target, **fields))
+    ids = [message_ids] if isinstance(message_ids, uuid.UUID) else list(message_ids)
+    if not ids:
+        return 0
+    rows = ScheduledMessage.objects.filter(pk__in=ids, status__in=allowed, **(where or {}))
+    return rows.update(status=target, **fields)
 
 
 class Outcome(models.TextChoices):

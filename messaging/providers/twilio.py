@@ -178,11 +178,9 @@ class TwilioSmsProvider(SmsProvider):
         # Twilio timestamps have whole-second precision; without truncating,
         # a message created in the same second as `since` would be missed.
         since_utc = _as_utc(since).replace(microsecond=0)
-        kwargs: dict[str, Any] = {
-            "to": to,
-            "date_sent_after": since_utc,
-            "limit": FIND_SENT_LIMIT,
-        }
+        # No DateSent filter: a message still queued at Twilio has no date_sent yet and would
+        # be missed (then sent twice). Twilio lists newest first; date_created is checked here.
+        kwargs: dict[str, Any] = {"to": to, "limit": FIND_SENT_LIMIT}
         if from_number:
             kwargs["from_"] = from_number
         try:
@@ -201,6 +199,7 @@ class TwilioSmsProvider(SmsProvider):
                 "to": m.to,
                 "from": m.from_,
                 "date_created": m.date_created.isoformat() if m.date_created else None,
+                "body": m.body,
             }
             results.append(SendResult(m.sid or "", str(m.status or ""), raw=raw))
         return results

@@ -1,0 +1,111 @@
+"""Recording what a provider call did: the message's new state and a DeliveryAttempt row."""
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+
+from messaging.claiming import WORKER
+from messaging.models import Channel, DeliveryAttempt, Outcome, ScheduledMessage, Status, transition
+from messaging.optouts import record_opt_out
+from messaging.providers.base import PermanentError, SendResult
+
+BACKOFF_BASE_SECONDS = 30
+BACKOFF_CAP_SECONDS = 3600
+OPTED_OUT_CODES = {"21610"}  # Twilio: the recipient replied STOP to this sender
+
+
+@dataclass
+class SendOutcome:
+    message: ScheduledMessage
+    started_at: datetime
+    duration_ms: int
+    result: SendResult | None = None
+    error: Exception | None = None
+
+
+def backoff(attempts: int, retry_after: float | None = None, rng: random.Random | None = None) -> timedelta:
+    """Exponential backoff with full jitter; the provider's Retry-After wins when given."""
+    if retry_after is not None:
+        return timedelta(seconds=retry_after)
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempts - 1))
+    return timedelta(seconds=(rng or random).uniform(ceiling / 2, ceiling))
+
+
+def _attempt(outcome: SendOutcome, kind: str, **fields: object) -> None:
+    DeliveryAttempt.objects.create(
+        message_id=outcome.message.pk,
+        started_at=outcome.started_at,
+        duration_ms=outcome.duration_ms,
+        outcome=kind,
+        worker=WORKER,
+        **fields,
+    )
+
+
+def record(outcome: SendOutcome, now: datetime | None = None) -> str:
+    """Apply one send's outcome; returns "sent", "retrying", "failed" or "unknown"."""
+    now = now or timezone.now()
+    message, error = outcome.message, outcome.error
+    if error is None:
+        result = outcome.result
+        transition(
+            message.pk,
+            Status.SENT,
+            expect=[Status.SENDING],
+            provider_message_id=result.provider_id,
+            sent_at=now,
+            lease_expires_at=None,
+            last_error_code="",
+            last_error="",
+        )
+        _attempt(outcome, Outcome.SENT, http_status=result.http_status, provider_message_id=result.provider_id)
+        return "sent"
+    code = getattr(error, "code", None) or type(error).__name__
+    text = str(error)[:2000]
+    http_status = getattr(error, "http_status", None)
+    if isinstance(error, PermanentError):
+        if message.channel == Channel.SMS and str(code) in OPTED_OUT_CODES:
+            record_opt_out(message.to, message.client, source=f"twilio_{code}")
+        transition(
+            message.pk,
+            Status.FAILED,
+            expect=[Status.SENDING],
+            last_error_code=str(code)[:32],
+            last_error=text,
+            lease_expires_at=None,
+        )
+        _attempt(outcome, Outcome.PERMANENT, http_status=http_status, error_code=str(code)[:32], error=text)
+        return "failed"
+    # Transient (or an unexpected exception, which may be ours: retry it the same way).
+    retry_after = getattr(error, "retry_after", None)
+    _attempt(outcome, Outcome.TRANSIENT, http_status=http_status, error_code=str(code)[:32], error=text)
+    if message.attempts >= message.max_attempts:
+        transition(
+            message.pk,
+            Status.FAILED,
+            expect=[Status.SENDING],
+            last_error_code=str(code)[:32],
+            last_error=f"gave up after {message.attempts} attempts: {text}",
+            lease_expires_at=None,
+        )
+        return "failed"
+    when = now + backoff(message.attempts, retry_after)
+    if message.channel == Channel.SMS and getattr(error, "may_have_sent", False):
+        # Twilio may have accepted it before the error: keep it `sending` with a lease that
+        # ends at the retry time, so lease recovery asks Twilio before any resend.
+        ScheduledMessage.objects.filter(pk=message.pk, status=Status.SENDING).update(
+            lease_expires_at=when, last_error_code=str(code)[:32], last_error=text
+        )
+        return "unknown"
+    transition(
+        message.pk,
+        Status.PENDING,
+        expect=[Status.SENDING],
+        next_attempt_at=when,
+        lease_expires_at=None,
+        last_error_code=str(code)[:32],
+        last_error=text,
+    )
+    return "retrying"

@@ -1,0 +1,109 @@
+"""Crash recovery: a `sending` message whose lease expired is reconciled, never guessed.
+
+Email goes back to `pending` and is resent with the same Idempotency-Key (its UUID), so
+Resend drops a duplicate. SMS has no such key: Twilio is asked for messages to that number
+since the claim; one with the same sender and body means it went out (marked `sent` with that
+SID), none means it did not (back to `pending`). If Twilio cannot be asked, the message
+stays `sending` under a new lease and is asked about again later.
+"""
+
+import logging
+from collections import Counter
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+
+from messaging.claiming import WORKER
+from messaging.models import Channel, DeliveryAttempt, Outcome, ScheduledMessage, Status, transition
+from messaging.providers import get_sms_provider
+from messaging.providers.base import ProviderError
+
+logger = logging.getLogger("messaging.reconcile")
+CLOCK_SKEW = timedelta(seconds=30)  # our clock vs Twilio's when comparing creation times
+RECOVERY_BATCH = 200
+
+
+def _take_expired(now: datetime) -> list[ScheduledMessage]:
+    lease = timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
+    with transaction.atomic():
+        expired = list(
+            ScheduledMessage.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("client")
+            .filter(status=Status.SENDING, lease_expires_at__lt=now)
+            .order_by("lease_expires_at")[:RECOVERY_BATCH]
+        )
+        # Extend the lease while we look: no other worker reconciles the same rows.
+        ScheduledMessage.objects.filter(pk__in=[m.pk for m in expired]).update(
+            lease_expires_at=now + lease, claimed_by=WORKER
+        )
+    return expired
+
+
+def _give_back(message: ScheduledMessage, now: datetime, why: str) -> str:
+    if message.attempts >= message.max_attempts:
+        transition(
+            message.pk,
+            Status.FAILED,
+            expect=[Status.SENDING],
+            lease_expires_at=None,
+            last_error=f"gave up after {message.attempts} attempts: {why}",
+        )
+        return "failed"
+    transition(
+        message.pk, Status.PENDING, expect=[Status.SENDING], next_attempt_at=now, lease_expires_at=None, last_error=why
+    )
+    return "retrying"
+
+
+def _find_on_twilio(message: ScheduledMessage) -> str | None:
+    """The SID of a Twilio message matching this one, sent since it was claimed."""
+    since = (message.claimed_at or message.send_at) - CLOCK_SKEW
+    sender = (message.client.sms_from_number if message.client else "") or settings.TWILIO_FROM_NUMBER
+    found = get_sms_provider().find_sent(message.to, since, from_number=sender or None)
+    candidates = [r.provider_id for r in found if (r.raw or {}).get("body") in (None, message.body)]
+    if not candidates:
+        return None
+    # Another message with the same text to the same number may already own a SID.
+    taken = set(
+        ScheduledMessage.objects.filter(provider_message_id__in=candidates)
+        .exclude(pk=message.pk)
+        .values_list("provider_message_id", flat=True)
+    )
+    return next((sid for sid in candidates if sid not in taken), None)
+
+
+def recover_expired_leases(now: datetime) -> Counter:
+    counts: Counter = Counter()
+    for message in _take_expired(now):
+        if message.channel == Channel.EMAIL:
+            counts["recovered_" + _give_back(message, now, "lease expired; resent with the same idempotency key")] += 1
+            continue
+        try:
+            sid = _find_on_twilio(message)
+        except ProviderError as exc:
+            logger.warning("reconcile_lookup_failed", extra={"message_id": str(message.pk), "error": str(exc)})
+            counts["reconcile_pending"] += 1
+            continue
+        if sid:
+            transition(
+                message.pk,
+                Status.SENT,
+                expect=[Status.SENDING],
+                provider_message_id=sid,
+                sent_at=now,
+                lease_expires_at=None,
+                last_error="",
+            )
+            DeliveryAttempt.objects.create(
+                message=message,
+                started_at=now,
+                outcome=Outcome.RECONCILED,
+                provider_message_id=sid,
+                worker=WORKER,
+                error="found at Twilio after the lease expired",
+            )
+            counts["reconciled_sent"] += 1
+        else:
+            counts["recovered_" + _give_back(message, now, "lease expired; not found at Twilio")] += 1
+    return counts
