@@ -103,6 +103,8 @@ class Conversation(models.Model):
 
     class Meta:
         indexes = [
+            # Every inbound SMS finds its conversation by client and phone.
+            models.Index(fields=["client", "phone"], name="conversation_client_phone"),
             # agent-check, every 15 minutes: conversations waiting on a reply.
             models.Index(
                 fields=["last_message_at"],

@@ -1,0 +1,175 @@
+"""Delivery throughput against the fake Twilio/Resend server, and the claim query's cost as
+the table grows.
+
+    .venv/bin/python bench/delivery.py [--messages 5000] [--concurrency 8]
+
+Prints messages/s at 0 ms and 50 ms provider latency, the ratio to the provider-bound ideal
+(N x latency / concurrency), and the claim query's time with 1k vs 1M rows in the table.
+"""
+
+import argparse
+import statistics
+import time
+from datetime import timedelta
+
+from _db import bench_database
+
+
+def empty_queue() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE messaging_scheduledmessage CASCADE")
+
+
+def queue_due(count: int) -> None:
+    from django.utils import timezone
+
+    from messaging.models import Channel, ScheduledMessage
+
+    now = timezone.now() - timedelta(seconds=1)
+    rows = [
+        ScheduledMessage(
+            channel=Channel.SMS if i % 2 else Channel.EMAIL,
+            to=f"+1415555{i % 10000:04d}" if i % 2 else f"lead{i}@example.com",
+            subject="Bench",
+            body=f"bench message {i}",
+            send_at=now,
+            next_attempt_at=now,
+        )
+        for i in range(count)
+    ]
+    ScheduledMessage.objects.bulk_create(rows, batch_size=5000)
+
+
+def throughput(fake, count: int, latency: float, concurrency: int) -> dict:
+    from django.conf import settings
+
+    from messaging.providers import reset_providers
+    from scheduling.runner import run_job
+
+    empty_queue()
+    fake.reset()
+    fake.set_latency(latency)
+    settings.DELIVERY_CONCURRENCY = concurrency
+    reset_providers()
+    queue_due(count)
+    started = time.perf_counter()
+    result = run_job("process-scheduled", "manual")
+    elapsed = time.perf_counter() - started
+    sent = result.data.get("sent", 0)
+    ideal = count * latency / concurrency
+    return {
+        "latency_ms": latency * 1000,
+        "sent": sent,
+        "seconds": elapsed,
+        "per_second": sent / elapsed,
+        "ideal_seconds": ideal,
+        "ratio_to_ideal": (ideal / elapsed) if ideal else None,
+    }
+
+
+def claim_query_ms(samples: int = 30) -> float:
+    """Median time of the claim query (SELECT ... FOR UPDATE SKIP LOCKED LIMIT 100), rolled back."""
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from messaging.models import ScheduledMessage, Status
+
+    timings = []
+    for _ in range(samples):
+        with transaction.atomic():
+            now = timezone.now()
+            started = time.perf_counter()
+            list(
+                ScheduledMessage.objects.select_for_update(skip_locked=True, of=("self",))
+                .filter(status=Status.PENDING, send_at__lte=now, next_attempt_at__lte=now)
+                .order_by("send_at")
+                .values_list("pk", flat=True)[:100]
+            )
+            timings.append((time.perf_counter() - started) * 1000)
+            transaction.set_rollback(True)
+    connection.close()
+    return statistics.median(timings)
+
+
+def fill_history(total: int) -> None:
+    """Bring the table to `total` rows: mostly sent history, plus 1,000 future pending."""
+    from django.db import connection
+
+    from messaging.models import ScheduledMessage
+
+    missing = total - ScheduledMessage.objects.count()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO messaging_scheduledmessage
+              (id, channel, "to", subject, body, html, send_at, status, attempts, max_attempts,
+               next_attempt_at, claimed_by, provider_message_id, last_error_code, last_error,
+               source, created_at, updated_at, sent_at)
+            SELECT gen_random_uuid(), 'sms', '+14155550000', '', 'history', '',
+                   now() - (g || ' seconds')::interval,
+                   CASE WHEN g % 50 = 0 THEN 'failed' ELSE 'sent' END, 1, 5,
+                   now() - (g || ' seconds')::interval, '', '', '', '', 'bench', now(), now(), now()
+            FROM generate_series(1, %s) AS g
+            """,
+            [max(0, missing)],
+        )
+        cursor.execute("ANALYZE messaging_scheduledmessage")
+
+
+def claim_scaling() -> dict:
+    from django.utils import timezone
+
+    empty_queue()
+    # 1,000 rows: 100 pending due now among 900 of history.
+    queue_due(100)
+    fill_history(1_000)
+    small = claim_query_ms()
+    fill_history(1_000_000)
+    large = claim_query_ms()
+    return {"rows_small": 1_000, "ms_small": small, "rows_large": 1_000_000, "ms_large": large,
+            "ratio": large / small, "now": timezone.now().isoformat()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--skip-claim", action="store_true", help="skip the 1M-row claim query measurement")
+    args = parser.parse_args()
+    with bench_database("bench_delivery"):
+        from django.conf import settings
+
+        from tests.fakes.providers import (
+            FAKE_ACCOUNT_SID, FAKE_AUTH_TOKEN, FAKE_FROM_EMAIL, FAKE_FROM_NUMBER, FAKE_RESEND_KEY, FakeProviders,
+        )
+
+        with FakeProviders() as fake:
+            settings.SMS_PROVIDER, settings.EMAIL_PROVIDER = "twilio", "resend"
+            settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN = FAKE_ACCOUNT_SID, FAKE_AUTH_TOKEN
+            settings.TWILIO_FROM_NUMBER, settings.TWILIO_API_BASE_URL = FAKE_FROM_NUMBER, fake.url
+            settings.RESEND_API_KEY, settings.RESEND_FROM_EMAIL = FAKE_RESEND_KEY, FAKE_FROM_EMAIL
+            settings.RESEND_API_URL = fake.url
+            settings.TWILIO_SEND_RATE = settings.RESEND_SEND_RATE = 0  # measure us, not the limiter
+            settings.DELIVERY_BATCH_SIZE = 100
+            print(f"delivery of {args.messages} due messages (half SMS, half email), concurrency {args.concurrency}")
+            for latency in (0.0, 0.05):
+                row = throughput(fake, args.messages, latency, args.concurrency)
+                ratio = f"{row['ratio_to_ideal']:.2f}" if row["ratio_to_ideal"] else "n/a"
+                print(
+                    f"  latency {row['latency_ms']:>4.0f} ms: {row['sent']} sent in {row['seconds']:.2f} s = "
+                    f"{row['per_second']:.0f} msg/s; provider-bound ideal {row['ideal_seconds']:.2f} s, "
+                    f"ratio ideal/actual {ratio}"
+                )
+        if not args.skip_claim:
+            scaling = claim_scaling()
+            print(
+                f"claim query (100 due, LIMIT 100, FOR UPDATE SKIP LOCKED): {scaling['ms_small']:.2f} ms with "
+                f"{scaling['rows_small']:,} rows, {scaling['ms_large']:.2f} ms with {scaling['rows_large']:,} rows "
+                f"(ratio {scaling['ratio']:.2f})"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Enqueue API: thin DRF views over messaging.services (staff session or DRF token).
+
+POST /api/messages/                 queue a message (201; 200 for a repeated idempotency_key)
+GET  /api/messages/?status=&channel= list, newest send_at first, ?limit=&offset= pages
+GET  /api/messages/<id>/            one message with its delivery attempts
+POST /api/messages/<id>/cancel/     pending -> cancelled (409 otherwise)
+POST /api/messages/<id>/retry/      failed/undelivered -> pending (409 otherwise)
+"""
+
+import logging
+from collections.abc import Callable
+from uuid import UUID
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import QuerySet
+from django.http import QueryDict
+from rest_framework import generics, status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from messaging.models import Channel, ScheduledMessage, Status
+from messaging.serializers import EnqueueSerializer, MessageDetailSerializer, MessageSerializer
+from messaging.services import cancel_message, retry_message, schedule_message
+
+logger = logging.getLogger("messaging.api")
+
+LIST_FILTERS: dict[str, list[str]] = {"status": Status.values, "channel": Channel.values}
+
+
+class MessagePagination(LimitOffsetPagination):
+    default_limit = 50
+    max_limit = 500
+
+
+def filter_messages(params: QueryDict) -> QuerySet[ScheduledMessage]:
+    """The queue filtered by ?status= and ?channel=; an unknown value is a 400, not an empty page."""
+    # -id breaks ties so that pages never repeat or skip a message with the same send_at.
+    messages = ScheduledMessage.objects.order_by("-send_at", "-id")
+    errors = {}
+    for name, allowed in LIST_FILTERS.items():
+        value = params.get(name, "")
+        if not value:
+            continue
+        if value not in allowed:
+            errors[name] = [f"Unknown {name} {value!r}; use one of: {', '.join(allowed)}."]
+        else:
+            messages = messages.filter(**{name: value})
+    if errors:
+        raise ValidationError(errors)
+    return messages
+
+
+def field_errors(exc: DjangoValidationError) -> dict[str, list[str]]:
+    """schedule_message()'s refusal as DRF field errors.
+
+    The serializer has already checked every rule the service enforces except the recipient
+    (channel, body, subject, send_at), so a message-only error from the service is about `to`.
+    """
+    if hasattr(exc, "error_dict"):
+        return exc.message_dict
+    return {"to": exc.messages}
+
+
+class MessageListCreateView(generics.ListAPIView):
+    serializer_class = MessageSerializer
+    pagination_class = MessagePagination
+
+    def get_queryset(self) -> QuerySet[ScheduledMessage]:
+        return filter_messages(self.request.query_params)
+
+    def post(self, request: Request) -> Response:
+        enqueue = EnqueueSerializer(data=request.data)
+        enqueue.is_valid(raise_exception=True)
+        try:
+            message, created = schedule_message(**enqueue.validated_data, source="api")
+        except DjangoValidationError as exc:
+            raise ValidationError(field_errors(exc)) from exc
+        return Response(
+            MessageSerializer(message).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
+
+
+class MessageDetailView(generics.RetrieveAPIView):
+    serializer_class = MessageDetailSerializer
+    queryset = ScheduledMessage.objects.prefetch_related("delivery_attempts")
+
+
+class MessageActionView(APIView):
+    """An operator action that a message's state may not allow: 200 when done, 409 when not."""
+
+    perform: Callable[[ScheduledMessage], bool]
+    event: str
+    refusal: str  # formatted with the message's current status
+
+    def post(self, request: Request, pk: UUID) -> Response:
+        message = ScheduledMessage.objects.filter(pk=pk).first()
+        if message is None:
+            raise NotFound(f"No message with id {pk}.")
+        if not type(self).perform(message):
+            return Response({"detail": self.refusal.format(status=message.status)}, status=status.HTTP_409_CONFLICT)
+        logger.info(self.event, extra={"message_id": str(message.pk), "user_id": request.user.pk})
+        return Response(MessageSerializer(message).data)
+
+
+class CancelMessageView(MessageActionView):
+    perform = staticmethod(cancel_message)
+    event = "message_cancelled"
+    refusal = "Only pending messages can be cancelled; this one is {status}."
+
+
+class RetryMessageView(MessageActionView):
+    perform = staticmethod(retry_message)
+    event = "message_retried"
+    refusal = "Only failed or undelivered messages can be retried; this one is {status}."
