@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from messaging.claiming import claim_due_messages, release
 from messaging.models import Channel, ScheduledMessage
-from messaging.outcomes import SendOutcome, record
+from messaging.outcomes import SendOutcome, record_many
 from messaging.providers import get_email_provider, get_sms_provider
 from messaging.providers.base import EmailPayload
 from messaging.reconcile import recover_expired_leases
@@ -74,22 +74,43 @@ def deliver_due_messages(ctx: JobContext) -> None:
             ctx.between_units()
 
 
+# Outcomes are written in groups: one commit per group instead of one per message. A crash
+# loses at most a group's records, and lease recovery reconciles those messages.
+RECORD_GROUP_SIZE = 25
+RECORD_GROUP_SECONDS = 0.25
+
+
 def _send_batch(ctx: JobContext, pool: ThreadPoolExecutor, batch: list[ScheduledMessage], stop) -> None:
     futures: dict[Future, ScheduledMessage] = {pool.submit(send_one, m, stop): m for m in batch}
     unsent: list[ScheduledMessage] = []
+    group: list[SendOutcome] = []
+    oldest = 0.0
+
+    def flush() -> None:
+        counts = record_many(group)
+        for state, count in counts.items():
+            ctx.add(state, count)
+        recorded = sum(n for state, n in counts.items() if state != "record_failed")
+        ctx.item_succeeded(recorded)
+        for _ in range(counts.get("record_failed", 0)):
+            ctx.item_failed("delivery record", "database error while recording an outcome")
+        group.clear()
+
     try:
         for future in as_completed(futures):
             outcome = future.result()
             if outcome is None:
                 unsent.append(futures[future])
                 continue
-            try:
-                ctx.add(record(outcome))
-                ctx.item_succeeded()
-            except Exception as exc:  # a recording failure must not lose the others
-                ctx.item_failed(outcome.message.pk, exc)
+            if not group:
+                oldest = time.monotonic()
+            group.append(outcome)
+            if len(group) >= RECORD_GROUP_SIZE or time.monotonic() - oldest >= RECORD_GROUP_SECONDS:
+                flush()
             if ctx.should_stop():
                 stop.set()  # sends not yet started are given back below
+        if group:
+            flush()
     except BaseException:
         stop.set()
         unsent.extend(m for f, m in futures.items() if not f.done())

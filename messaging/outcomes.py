@@ -1,9 +1,12 @@
 """Recording what a provider call did: the message's new state and a DeliveryAttempt row."""
 
+import logging
 import random
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from messaging.claiming import WORKER
@@ -13,6 +16,7 @@ from messaging.providers.base import PermanentError, SendResult
 
 BACKOFF_BASE_SECONDS = 30
 BACKOFF_CAP_SECONDS = 3600
+logger = logging.getLogger("messaging.delivery")
 OPTED_OUT_CODES = {"21610"}  # Twilio: the recipient replied STOP to this sender
 
 
@@ -23,6 +27,7 @@ class SendOutcome:
     duration_ms: int
     result: SendResult | None = None
     error: Exception | None = None
+    attempt: DeliveryAttempt | None = None
 
 
 def backoff(attempts: int, retry_after: float | None = None, rng: random.Random | None = None) -> timedelta:
@@ -34,7 +39,7 @@ def backoff(attempts: int, retry_after: float | None = None, rng: random.Random 
 
 
 def _attempt(outcome: SendOutcome, kind: str, **fields: object) -> None:
-    DeliveryAttempt.objects.create(
+    outcome.attempt = DeliveryAttempt(
         message_id=outcome.message.pk,
         started_at=outcome.started_at,
         duration_ms=outcome.duration_ms,
@@ -44,8 +49,38 @@ def _attempt(outcome: SendOutcome, kind: str, **fields: object) -> None:
     )
 
 
+def record_many(outcomes: list[SendOutcome], now: datetime | None = None) -> Counter:
+    """Apply a group of outcomes in one transaction (one commit, not one per message).
+
+    If the group fails (a database error on one row), each outcome is recorded on its own
+    so one bad row cannot lose the others; a row that still fails is left `sending` for lease
+    recovery and counted as "record_failed".
+    """
+    now = now or timezone.now()
+    counts: Counter = Counter()
+    try:
+        with transaction.atomic():
+            states = [record(outcome, now) for outcome in outcomes]
+            DeliveryAttempt.objects.bulk_create([o.attempt for o in outcomes if o.attempt is not None])
+        counts.update(states)
+        return counts
+    except DatabaseError:
+        logger.exception("record_group_failed", extra={"size": len(outcomes)})
+    for outcome in outcomes:
+        try:
+            with transaction.atomic():
+                counts[record(outcome, now)] += 1
+                if outcome.attempt is not None:
+                    outcome.attempt.save()
+        except DatabaseError:
+            logger.exception("record_failed", extra={"message_id": str(outcome.message.pk)})
+            counts["record_failed"] += 1
+    return counts
+
+
 def record(outcome: SendOutcome, now: datetime | None = None) -> str:
-    """Apply one send's outcome; returns "sent", "retrying", "failed" or "unknown"."""
+    """Apply one send's outcome to the message; returns "sent", "retrying", "failed" or
+    "unknown". The DeliveryAttempt is left on `outcome.attempt` for the caller to save."""
     now = now or timezone.now()
     message, error = outcome.message, outcome.error
     if error is None:
