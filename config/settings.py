@@ -149,6 +149,8 @@ CRON_MAX_LOAD = env.float("CRON_MAX_LOAD", default=4.0)
 CRON_RUN_RETENTION_DAYS = env.int("CRON_RUN_RETENTION_DAYS", default=30)
 CRON_LOCK_DIR = env.str("CRON_LOCK_DIR", default=str(BASE_DIR / "var" / "locks"))
 CRON_AUTH_FAILURES_PER_MINUTE = env.int("CRON_AUTH_FAILURES_PER_MINUTE", default=20)
+# Proxies whose X-Real-IP header names the caller for the failed-auth throttle.
+CRON_TRUSTED_PROXIES = env.list("CRON_TRUSTED_PROXIES", default=["127.0.0.1", "::1"])
 CRON_IDEMPOTENCY_HOURS = env.int("CRON_IDEMPOTENCY_HOURS", default=24)
 CRON_EXTRA_JOB_MODULES = env.list("CRON_EXTRA_JOB_MODULES", default=[])
 

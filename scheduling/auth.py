@@ -32,8 +32,15 @@ def secret_matches(offered: str) -> bool:
 
 
 def client_ip(request: HttpRequest) -> str:
-    # REMOTE_ADDR only: behind nginx, set it from X-Forwarded-For there (real_ip module).
-    return request.META.get("REMOTE_ADDR", "unknown")
+    """The caller's address. Behind a trusted proxy (nginx on the same host by default,
+    CRON_TRUSTED_PROXIES) it is the X-Real-IP that proxy sets; from anyone else such a
+    header is ignored, since a prober could send a new one with every guess."""
+    remote = request.META.get("REMOTE_ADDR", "unknown")
+    if remote in settings.CRON_TRUSTED_PROXIES:
+        forwarded = request.headers.get("X-Real-IP", "").strip()
+        if forwarded:
+            return forwarded
+    return remote
 
 
 def _failures_key(ip: str) -> str:

@@ -166,3 +166,24 @@ def test_status_requires_the_secret(client):
 def test_healthz_needs_no_auth(client):
     response = client.get("/healthz")
     assert response.status_code == 200 and response.json() == {"ok": True, "database": "ok"}
+
+
+def test_throttle_counts_per_caller_behind_the_trusted_proxy(client, sample_jobs_registered, settings):
+    settings.CRON_AUTH_FAILURES_PER_MINUTE = 2
+    for _ in range(2):
+        client.post("/api/cron/test-ok/", headers={"Authorization": "Bearer nope", "X-Real-IP": "198.51.100.7"})
+    blocked = client.post(
+        "/api/cron/test-ok/", headers={"Authorization": f"Bearer {SECRET}", "X-Real-IP": "198.51.100.7"}
+    )
+    allowed = client.post(
+        "/api/cron/test-ok/", headers={"Authorization": f"Bearer {SECRET}", "X-Real-IP": "203.0.113.9"}
+    )
+    assert (blocked.status_code, allowed.status_code) == (429, 200)
+
+
+def test_x_real_ip_from_an_untrusted_peer_is_ignored(client, sample_jobs_registered, settings):
+    settings.CRON_AUTH_FAILURES_PER_MINUTE = 2
+    settings.CRON_TRUSTED_PROXIES = []
+    for n in range(2):  # a prober rotating the header still hits its own REMOTE_ADDR's limit
+        client.post("/api/cron/test-ok/", headers={"Authorization": "Bearer nope", "X-Real-IP": f"10.0.0.{n}"})
+    assert client.post("/api/cron/test-ok/", headers={"Authorization": f"Bearer {SECRET}"}).status_code == 429
