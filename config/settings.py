@@ -192,5 +192,9 @@ LOGGING = {
     "formatters": {"json": {"()": "config.jsonlog.JsonFormatter"}},
     "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}},
     "root": {"handlers": ["stdout"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # The Twilio SDK logs every request's URL and headers at INFO: noise, and costly.
+        "twilio.http_client": {"level": "WARNING"},
+    },
 }

@@ -1,2 +1,9 @@
-# Filled in by its feature; an empty list keeps the project importable meanwhile.
-urlpatterns: list = []
+from django.urls import path
+
+from scheduling import dashboard
+
+urlpatterns = [
+    path("cron/", dashboard.dashboard, name="cron-dashboard"),
+    path("cron/<slug:name>/", dashboard.history, name="cron-history"),
+    path("cron/<slug:name>/run/", dashboard.run_now, name="cron-run-now"),
+]

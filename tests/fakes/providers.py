@@ -323,6 +323,9 @@ def _fault_reply(fault: Fault, req: RecordedRequest) -> _Reply:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the SDKs' sessions expect
+    # Headers and body go out in separate writes; without TCP_NODELAY the client waits out a
+    # 40 ms delayed ACK on every keep-alive request.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # keep pytest output clean; assertions use fake.requests

@@ -163,14 +163,17 @@ def test_find_sent_ignores_other_numbers_and_older_messages(provider_settings, f
     assert get_sms_provider().find_sent(ALICE, since) == []
 
 
-def test_find_sent_filters_on_date_sent_at_twilio(provider_settings, fake_providers):
-    since = datetime(2030, 1, 2, 3, 4, 5, 678, tzinfo=UTC)
+def test_find_sent_finds_a_message_still_queued_at_twilio(provider_settings, fake_providers):
+    # A queued message has no date_sent yet: a DateSent filter would miss it (and it would
+    # be sent twice), so the lookup filters on date_created itself.
+    since = datetime.now(UTC) - timedelta(minutes=5)
+    queued = fake_providers.preload_sms(ALICE, date_created=since + timedelta(seconds=1), status="queued")
 
-    get_sms_provider().find_sent(ALICE, since)
+    found = get_sms_provider().find_sent(ALICE, since)
 
     [listing] = fake_providers.requests_to("sms_list")
-    assert listing.query["To"] == ALICE
-    assert listing.query["DateSent>"] == "2030-01-02T03:04:05Z"
+    assert listing.query["To"] == ALICE and "DateSent>" not in listing.query
+    assert [r.provider_id for r in found] == [queued["sid"]]
 
 
 # -- Resend -----------------------------------------------------------------

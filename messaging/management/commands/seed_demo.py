@@ -1,16 +1,18 @@
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
-from messaging.demo import ensure_demo_staff
+from messaging.demo import ensure_demo_staff, seed_demo_data
 
 
 class Command(BaseCommand):
     help = "Load deterministic demo data and (re)create the staff user `demo`, printing its password."
 
-    def handle(self, *args: Any, **options: Any) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--seed", type=int, default=42, help="Random seed: the same seed gives the same data.")
+
+    def handle(self, *args: Any, seed: int, **options: Any) -> None:
         password = ensure_demo_staff()
-        self.stdout.write(
-            "Demo staff user: username=demo password=" + password + "\n"
-            "Log in at http://127.0.0.1:8000/admin/"
-        )
+        summary = seed_demo_data(seed=seed)
+        self.stdout.write(summary.line())
+        self.stdout.write(f"Demo staff user: username=demo password={password}\nLog in at http://127.0.0.1:8000/admin/")
