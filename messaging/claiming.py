@@ -10,7 +10,8 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
-from messaging.models import Channel, DeliveryAttempt, OptOut, Outcome, ScheduledMessage, Status, transition
+from messaging.models import Channel, DeliveryAttempt, Outcome, ScheduledMessage, Status, transition
+from messaging.optouts import opt_outs_for
 from messaging.quiet_hours import next_allowed_time, parse_window
 
 WORKER = f"{socket.gethostname()}:{os.getpid()}"[:100]
@@ -36,13 +37,6 @@ def _quiet_until(message: ScheduledMessage, now: datetime) -> datetime | None:
     return next_allowed_time(now, message.lead.tz, start, end)
 
 
-def _opted_out_pairs(messages: list[ScheduledMessage]) -> set[tuple[str, int | None]]:
-    phones = {m.to for m in messages if m.channel == Channel.SMS}
-    if not phones:
-        return set()
-    return set(OptOut.objects.filter(phone__in=phones).values_list("phone", "client_id"))
-
-
 def claim_due_messages(now: datetime, limit: int, lease: timedelta) -> Claim:
     """Take up to `limit` due messages: mark the sendable ones `sending` under a lease.
 
@@ -57,10 +51,10 @@ def claim_due_messages(now: datetime, limit: int, lease: timedelta) -> Claim:
             .filter(status=Status.PENDING, send_at__lte=now, next_attempt_at__lte=now)
             .order_by("send_at")[:limit]
         )
-        blocked = _opted_out_pairs(batch)
+        opt_outs = opt_outs_for(m.to for m in batch if m.channel == Channel.SMS)
         ready_ids = []
         for message in batch:
-            if (message.to, None) in blocked or (message.to, message.client_id) in blocked:
+            if message.channel == Channel.SMS and opt_outs.blocks(message.to, message.client_id):
                 _fail_opted_out(message, now)
                 claim.opted_out += 1
             elif (opening := _quiet_until(message, now)) is not None:

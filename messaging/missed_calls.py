@@ -14,8 +14,9 @@ from zoneinfo import ZoneInfo
 from django.db import transaction
 from django.db.models import Q
 
-from messaging.models import Call, CallStatus, Channel, Client, Lead, OptOut, ScheduledMessage, Status
+from messaging.models import Call, CallStatus, Channel, Client, Lead, ScheduledMessage, Status
 from messaging.notify import notify_owner
+from messaging.optouts import OptOuts, opt_outs_for
 from messaging.services import schedule_message
 from scheduling.context import JobContext
 
@@ -51,14 +52,14 @@ def text_back_body(client: Client) -> str:
 class CallFacts:
     """What the skip rules need for one batch of calls, read with one query per kind."""
 
-    opted_out: set[tuple[int | None, str]] = field(default_factory=set)
+    opt_outs: OptOuts = field(default_factory=lambda: OptOuts(frozenset()))
     recently_texted: set[tuple[int, str]] = field(default_factory=set)
     leads: dict[tuple[int, str], Lead] = field(default_factory=dict)
 
     def skip_reason(self, call: Call) -> str:
         if not call.client.text_back_enabled:
             return SKIP_TEXT_BACK_OFF
-        if (None, call.caller) in self.opted_out or (call.client_id, call.caller) in self.opted_out:
+        if self.opt_outs.blocks(call.caller, call.client_id):
             return SKIP_OPTED_OUT
         if (call.client_id, call.caller) in self.recently_texted:
             return SKIP_RECENTLY_TEXTED
@@ -70,12 +71,7 @@ def gather_call_facts(calls: list[Call], now: datetime) -> CallFacts:
     callers = {call.caller for call in calls}
     client_ids = {call.client_id for call in calls}
     facts = CallFacts()
-    # The same rule as optouts.is_opted_out (this client's list or the global one), for a batch.
-    facts.opted_out = set(
-        OptOut.objects.filter(Q(client__isnull=True) | Q(client_id__in=client_ids), phone__in=callers).values_list(
-            "client_id", "phone"
-        )
-    )
+    facts.opt_outs = opt_outs_for(callers)
     facts.recently_texted = set(
         ScheduledMessage.objects.filter(
             channel=Channel.SMS, client_id__in=client_ids, to__in=callers, created_at__gte=now - RECENTLY_TEXTED
