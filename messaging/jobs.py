@@ -3,7 +3,6 @@
 from datetime import timedelta
 
 from messaging import business_jobs  # noqa: F401  (registers its jobs on import)
-from messaging.delivery import deliver_due_messages
 from scheduling.context import JobContext
 from scheduling.registry import register
 
@@ -19,4 +18,8 @@ from scheduling.registry import register
 )
 def process_scheduled(ctx: JobContext) -> None:
     """Deliver due scheduled SMS and email."""
+    # Imported here: the provider SDKs cost ~0.1 s to import, which every other cron command
+    # (started every few minutes) would otherwise pay.
+    from messaging.delivery import deliver_due_messages
+
     deliver_due_messages(ctx)

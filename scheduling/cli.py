@@ -64,6 +64,9 @@ class JobCommand(BaseCommand):
     """Base of the one-command-per-job files: `job_name = "process-scheduled"` is all they hold."""
 
     job_name = ""
+    # Crontab starts these every few minutes: skip the system checks (they import every URL
+    # module, admin and DRF), which `manage.py check` and deploys run anyway.
+    requires_system_checks: list = []
 
     @property
     def help(self) -> str:  # type: ignore[override]
