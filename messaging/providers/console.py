@@ -18,9 +18,11 @@ def _console_id() -> str:
 
 
 def _emit(line: str) -> None:
-    # print rather than logging so it shows up under runserver/worker
-    # regardless of the LOGGING configuration.
-    print(line, file=sys.stdout, flush=True)
+    # Written directly rather than logged so it shows under runserver and cron whatever the
+    # LOGGING configuration; one write per line so lines from the delivery pool's threads
+    # never interleave (print() writes the text and the newline separately).
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 class ConsoleSmsProvider(SmsProvider):
