@@ -20,7 +20,7 @@ demo: venv
 	$(DEMO_ENV) $(PY) manage.py seed_demo
 	$(DEMO_ENV) $(PY) manage.py cron run-due
 	@# Deliver what the first tick queued (weekly summaries, text-backs) before the server starts.
-	$(DEMO_ENV) $(PY) manage.py process_scheduled
+	-$(DEMO_ENV) $(PY) manage.py process_scheduled
 	$(DEMO_ENV) $(PY) manage.py runserver 127.0.0.1:8000
 
 test: venv
