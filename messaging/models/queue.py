@@ -134,7 +134,8 @@ def transition(
     if not ids:
         return 0
     rows = ScheduledMessage.objects.filter(pk__in=ids, status__in=allowed, **(where or {}))
-    return rows.update(status=target, **fields)
+    # update() skips auto_now: set updated_at so it means "last state change".
+    return rows.update(status=target, updated_at=utc_now(), **fields)
 
 
 class Outcome(models.TextChoices):

@@ -1,0 +1,194 @@
+"""The weekly summary: each opted-in client's owner gets, on Monday from 08:00 in the client's
+zone, an HTML + text email about the last full week (Monday to Sunday, local dates) with the
+change against the week before.
+
+Keyed by the summarised ISO week (`weekly-summary:<client id>:<year>-W<week>`), so a run that
+is late (Tuesday), repeated, or the first after a gap of days sends exactly one summary, for
+the last full week only. Counts come from DailyStats (computed first where missing); the
+median response time is computed over the whole week, since daily medians cannot be combined.
+"""
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import TypeVar
+from zoneinfo import ZoneInfo
+
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from analytics import metrics
+from analytics.daily import compute_daily_stats, report_broken
+from analytics.models import DailyStats
+from analytics.summary_format import WeekFigures, format_week, summary_rows
+from analytics.zones import local_midnight, local_today, resolve_zones
+from messaging.models import Channel, Client, ScheduledMessage
+from messaging.services import schedule_message
+from scheduling.context import JobContext
+
+logger = logging.getLogger("analytics.weekly_summary")
+
+SEND_FROM_LOCAL = time(8, 0)
+SOURCE = "weekly-summary"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DueSummary:
+    client: Client
+    zone: ZoneInfo
+    week_start: date  # Monday of the summarised week, in the client's calendar
+
+    @property
+    def key(self) -> str:
+        year, week, _ = self.week_start.isocalendar()
+        return f"weekly-summary:{self.client.pk}:{year}-W{week:02d}"
+
+    @property
+    def previous_start(self) -> date:
+        return self.week_start - timedelta(days=7)
+
+    @property
+    def days(self) -> list[date]:
+        """Both weeks: the one before, then the summarised one."""
+        return [self.previous_start + timedelta(days=n) for n in range(14)]
+
+    def __str__(self) -> str:
+        return f"client {self.client.pk} week of {self.week_start}"
+
+
+def summary_week(now: datetime, zone: ZoneInfo) -> date | None:
+    """Monday of the last full local week when its summary is due (this Monday 08:00 local
+    has passed), else None. Only the latest week is ever due: after a gap, older weeks are
+    not sent late."""
+    today = local_today(now, zone)
+    this_monday = today - timedelta(days=today.weekday())
+    if now < datetime.combine(this_monday, SEND_FROM_LOCAL, tzinfo=zone):
+        return None
+    return this_monday - timedelta(days=7)
+
+
+def find_due_summaries(now: datetime, ctx: JobContext | None = None) -> list[DueSummary]:
+    clients = Client.objects.filter(weekly_summary_enabled=True).exclude(owner_email="")
+    zones = resolve_zones(clients)
+    report_broken(zones, ctx)
+    by_id = {client.pk: client for client in clients}
+    due = []
+    for client_id, zone in zones.zones.items():
+        week_start = summary_week(now, zone)
+        if week_start is not None:
+            due.append(DueSummary(by_id[client_id], zone, week_start))
+    sent = set(
+        ScheduledMessage.objects.filter(idempotency_key__in=[d.key for d in due]).values_list(
+            "idempotency_key", flat=True
+        )
+    )
+    return [d for d in due if d.key not in sent]
+
+
+def _stats_rows(due: list[DueSummary]) -> dict[tuple[int, date], DailyStats]:
+    if not due:
+        return {}
+    rows = DailyStats.objects.filter(
+        client_id__in=[d.client.pk for d in due],
+        date__gte=min(d.previous_start for d in due),
+        date__lte=max(d.days[-1] for d in due),
+    ).order_by()
+    return {(row.client_id, row.date): row for row in rows}
+
+
+def load_week_stats(due: list[DueSummary], now: datetime) -> dict[tuple[int, date], DailyStats]:
+    """DailyStats of both weeks for every due client, aggregating the days still missing
+    first, so a summary never shows zeros for want of aggregation."""
+    rows = _stats_rows(due)
+    missing = {d.client.pk: [day for day in d.days if (d.client.pk, day) not in rows] for d in due}
+    missing = {client_id: days for client_id, days in missing.items() if days}
+    if missing:
+        zones = {d.client.pk: d.zone for d in due}
+        written = compute_daily_stats(missing, zones, now)
+        logger.info("weekly_summary_backfilled", extra={"clients": len(missing), "days": written})
+        rows = _stats_rows(due)
+    return rows
+
+
+def _figures(rows: dict[tuple[int, date], DailyStats], client_id: int, start: date, median: int | None) -> WeekFigures:
+    week = [rows[key] for n in range(7) if (key := (client_id, start + timedelta(days=n))) in rows]
+    return WeekFigures(
+        leads=sum(r.leads_created for r in week),
+        inbound=sum(r.inbound_messages for r in week),
+        outbound=sum(r.outbound_messages for r in week),
+        missed_calls=sum(r.missed_calls for r in week),
+        texted_back=sum(r.calls_texted_back for r in week),
+        median_response_seconds=median,
+    )
+
+
+def _week_medians(due: list[DueSummary]) -> dict[tuple[int, date], int]:
+    windows = [
+        metrics.Window(d.client.pk, start, local_midnight(start, d.zone), local_midnight(end, d.zone))
+        for d in due
+        for start, end in ((d.previous_start, d.week_start), (d.week_start, d.week_start + timedelta(days=7)))
+    ]
+    return metrics.median_first_response(windows)
+
+
+def render_summary(client: Client, week_start: date, current: WeekFigures, previous: WeekFigures) -> dict[str, str]:
+    """Subject, text and html of one summary."""
+    week = format_week(week_start, week_start + timedelta(days=6))
+    context = {"client": client, "week": week, "rows": summary_rows(current, previous)}
+    return {
+        "subject": f"Weekly summary for {client.name}: {week}",
+        "body": render_to_string("emails/weekly_summary.txt", context),
+        "html": render_to_string("emails/weekly_summary.html", context),
+    }
+
+
+def _each(items: Iterable[T], work: Callable[[T], object], ctx: JobContext | None) -> None:
+    if ctx is not None:
+        ctx.each(items, work)
+        return
+    for item in items:
+        try:
+            work(item)
+        except Exception:  # one client's failure never stops the others' summaries
+            logger.exception("weekly_summary_failed", extra={"item": str(item)})
+
+
+def send_weekly_summaries(now: datetime | None = None, ctx: JobContext | None = None) -> list[ScheduledMessage]:
+    """Queue every due summary not queued yet; returns the messages queued by this call."""
+    now = now or timezone.now()
+    log = ctx.log if ctx is not None else logger
+    due = find_due_summaries(now, ctx)
+    if not due:
+        return []
+    rows = load_week_stats(due, now)
+    medians = _week_medians(due)
+    queued: list[ScheduledMessage] = []
+
+    def send(item: DueSummary) -> None:
+        client_id = item.client.pk
+        current = _figures(rows, client_id, item.week_start, medians.get((client_id, item.week_start)))
+        previous = _figures(rows, client_id, item.previous_start, medians.get((client_id, item.previous_start)))
+        message, created = schedule_message(
+            channel=Channel.EMAIL,
+            to=item.client.owner_email,
+            client=item.client,
+            idempotency_key=item.key,
+            source=SOURCE,
+            send_at=now,
+            **render_summary(item.client, item.week_start, current, previous),
+        )
+        if created:
+            queued.append(message)
+            log.info("weekly_summary_queued", extra={"client_id": client_id, "key": item.key})
+
+    _each(due, send, ctx)
+    if ctx is not None:
+        ctx.add("summaries_queued", len(queued))
+    return queued
+
+
+def process_weekly_summaries() -> None:
+    """Queue the weekly summary of every client that is due one (public entry point)."""
+    send_weekly_summaries()
