@@ -48,8 +48,11 @@ def claim_due_messages(now: datetime, limit: int, lease: timedelta) -> Claim:
         batch = list(
             ScheduledMessage.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("lead__client", "client")
-            .filter(status=Status.PENDING, send_at__lte=now, next_attempt_at__lte=now)
-            .order_by("send_at")[:limit]
+            # next_attempt_at starts equal to send_at and only moves later (backoff, quiet
+            # hours), so it alone orders the queue: messages deferred to later never sit at
+            # the head of the index to be skipped by every claim.
+            .filter(status=Status.PENDING, next_attempt_at__lte=now, send_at__lte=now)
+            .order_by("next_attempt_at")[:limit]
         )
         opt_outs = opt_outs_for(m.to for m in batch if m.channel == Channel.SMS)
         ready_ids = []
@@ -74,7 +77,7 @@ def claim_due_messages(now: datetime, limit: int, lease: timedelta) -> Claim:
         )
     for message in claim.ready:
         message.status, message.attempts = Status.SENDING, message.attempts + 1
-        message.claimed_at, message.claimed_by = now, WORKER
+        message.claimed_at, message.claimed_by, message.lease_expires_at = now, WORKER, now + lease
     return claim
 
 

@@ -3,7 +3,7 @@ bounded thread pool, record each outcome. Safe to run in many processes on many 
 
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import timedelta
 
 from django.conf import settings
@@ -17,6 +17,15 @@ from messaging.providers.base import EmailPayload
 from messaging.reconcile import recover_expired_leases
 from scheduling.context import JobContext
 
+# A send must start this long before its lease ends: a worker that stalled (a paused VM, a
+# slow rate limiter) must not send what another worker may already be reconciling.
+LEASE_SAFETY_MARGIN = timedelta(seconds=30)
+# Outcomes are written in groups, one commit per group instead of one per message, and at
+# least every RECORD_GROUP_SECONDS so a slow send never holds back the others' records (a
+# delivery report arriving before its message is recorded would find no message).
+RECORD_GROUP_SIZE = 25
+RECORD_GROUP_SECONDS = 0.25
+
 
 def status_callback_url() -> str | None:
     base = settings.PUBLIC_BASE_URL.rstrip("/")
@@ -24,9 +33,9 @@ def status_callback_url() -> str | None:
 
 
 def send_one(message: ScheduledMessage, stop: threading.Event) -> SendOutcome | None:
-    """One provider call, no database access (runs in a pool thread). None when the run is
-    stopping and the message was not started."""
-    if stop.is_set():
+    """One provider call, no database access (runs in a pool thread). None when the message
+    was not started (the run is stopping, or its lease is about to end): it is released."""
+    if stop.is_set() or timezone.now() > message.lease_expires_at - LEASE_SAFETY_MARGIN:
         return None
     started, clock = timezone.now(), time.monotonic()
     outcome = SendOutcome(message=message, started_at=started, duration_ms=0)
@@ -56,8 +65,7 @@ def send_one(message: ScheduledMessage, stop: threading.Event) -> SendOutcome | 
 def deliver_due_messages(ctx: JobContext) -> None:
     """Recover expired leases, then claim and send batches until none is due or the
     deadline nears. Counts go to the run: sent, retrying, failed, deferred, ..."""
-    recovered = recover_expired_leases(timezone.now())
-    for key, count in recovered.items():
+    for key, count in recover_expired_leases(timezone.now(), should_stop=ctx.should_stop).items():
         ctx.add(key, count)
     lease = timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
     stop = threading.Event()
@@ -74,46 +82,61 @@ def deliver_due_messages(ctx: JobContext) -> None:
             ctx.between_units()
 
 
-# Outcomes are written in groups: one commit per group instead of one per message. A crash
-# loses at most a group's records, and lease recovery reconciles those messages.
-RECORD_GROUP_SIZE = 25
-RECORD_GROUP_SECONDS = 0.25
+class _Recorder:
+    """Collects outcomes and writes them a group at a time."""
+
+    def __init__(self, ctx: JobContext) -> None:
+        self.ctx = ctx
+        self.group: list[SendOutcome] = []
+        self.oldest = 0.0
+
+    def add(self, outcome: SendOutcome) -> None:
+        if not self.group:
+            self.oldest = time.monotonic()
+        self.group.append(outcome)
+
+    def due(self) -> bool:
+        return bool(self.group) and (
+            len(self.group) >= RECORD_GROUP_SIZE or time.monotonic() - self.oldest >= RECORD_GROUP_SECONDS
+        )
+
+    def flush(self) -> None:
+        if not self.group:
+            return
+        counts = record_many(self.group)
+        self.group = []
+        for state, count in counts.items():
+            self.ctx.add(state, count)
+        self.ctx.item_succeeded(sum(n for state, n in counts.items() if state != "record_failed"))
+        for _ in range(counts.get("record_failed", 0)):
+            self.ctx.item_failed("delivery record", "database error while recording an outcome")
 
 
 def _send_batch(ctx: JobContext, pool: ThreadPoolExecutor, batch: list[ScheduledMessage], stop) -> None:
     futures: dict[Future, ScheduledMessage] = {pool.submit(send_one, m, stop): m for m in batch}
+    pending = set(futures)
     unsent: list[ScheduledMessage] = []
-    group: list[SendOutcome] = []
-    oldest = 0.0
-
-    def flush() -> None:
-        counts = record_many(group)
-        for state, count in counts.items():
-            ctx.add(state, count)
-        recorded = sum(n for state, n in counts.items() if state != "record_failed")
-        ctx.item_succeeded(recorded)
-        for _ in range(counts.get("record_failed", 0)):
-            ctx.item_failed("delivery record", "database error while recording an outcome")
-        group.clear()
-
+    recorder = _Recorder(ctx)
     try:
-        for future in as_completed(futures):
-            outcome = future.result()
-            if outcome is None:
-                unsent.append(futures[future])
-                continue
-            if not group:
-                oldest = time.monotonic()
-            group.append(outcome)
-            if len(group) >= RECORD_GROUP_SIZE or time.monotonic() - oldest >= RECORD_GROUP_SECONDS:
-                flush()
+        while pending:
+            done, pending = wait(pending, timeout=RECORD_GROUP_SECONDS, return_when=FIRST_COMPLETED)
+            for future in done:
+                outcome = future.result()
+                if outcome is None:
+                    unsent.append(futures[future])
+                else:
+                    recorder.add(outcome)
+            if recorder.due():
+                recorder.flush()
             if ctx.should_stop():
-                stop.set()  # sends not yet started are given back below
-        if group:
-            flush()
+                stop.set()  # sends not yet started come back as None and are released
+        recorder.flush()
     except BaseException:
+        # Interrupted (SIGTERM, a database error): give back only the sends that never
+        # started. Those in flight may reach the provider; they stay `sending` and lease
+        # recovery reconciles them, so nothing is sent twice.
         stop.set()
-        unsent.extend(m for f, m in futures.items() if not f.done())
+        unsent.extend(m for f, m in futures.items() if f.cancel())
         raise
     finally:
         if unsent:

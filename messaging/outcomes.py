@@ -79,68 +79,59 @@ def record_many(outcomes: list[SendOutcome], now: datetime | None = None) -> Cou
 
 
 def record(outcome: SendOutcome, now: datetime | None = None) -> str:
-    """Apply one send's outcome to the message; returns "sent", "retrying", "failed" or
-    "unknown". The DeliveryAttempt is left on `outcome.attempt` for the caller to save."""
+    """Apply one send's outcome to the message; returns "sent", "retrying", "failed",
+    "unknown" or "lost_claim". The DeliveryAttempt is left on `outcome.attempt` for the
+    caller to save.
+
+    Every change is conditional on the message still being `sending` under this worker's
+    claim: if lease recovery took it over meanwhile, recovery decides its fate.
+    """
     now = now or timezone.now()
     message, error = outcome.message, outcome.error
+    ours = {"claimed_by": message.claimed_by}
+
+    def move(target: str, **fields: object) -> bool:
+        return bool(transition(message.pk, target, expect=[Status.SENDING], where=ours, **fields))
+
     if error is None:
         result = outcome.result
-        transition(
-            message.pk,
+        _attempt(outcome, Outcome.SENT, http_status=result.http_status, provider_message_id=result.provider_id)
+        moved = move(
             Status.SENT,
-            expect=[Status.SENDING],
             provider_message_id=result.provider_id,
             sent_at=now,
             lease_expires_at=None,
             last_error_code="",
             last_error="",
         )
-        _attempt(outcome, Outcome.SENT, http_status=result.http_status, provider_message_id=result.provider_id)
-        return "sent"
-    code = getattr(error, "code", None) or type(error).__name__
+        return "sent" if moved else "lost_claim"
+    code = str(getattr(error, "code", None) or type(error).__name__)[:32]
     text = str(error)[:2000]
     http_status = getattr(error, "http_status", None)
     if isinstance(error, PermanentError):
-        if message.channel == Channel.SMS and str(code) in OPTED_OUT_CODES:
+        _attempt(outcome, Outcome.PERMANENT, http_status=http_status, error_code=code, error=text)
+        if message.channel == Channel.SMS and code in OPTED_OUT_CODES:
             record_opt_out(message.to, message.client, source=f"twilio_{code}")
-        transition(
-            message.pk,
-            Status.FAILED,
-            expect=[Status.SENDING],
-            last_error_code=str(code)[:32],
-            last_error=text,
-            lease_expires_at=None,
+        moved = move(Status.FAILED, last_error_code=code, last_error=text, lease_expires_at=None)
+        return "failed" if moved else "lost_claim"
+    # Transient (or an unexpected exception, which may be ours: treated the same way).
+    _attempt(outcome, Outcome.TRANSIENT, http_status=http_status, error_code=code, error=text)
+    when = now + backoff(message.attempts, getattr(error, "retry_after", None))
+    if message.channel == Channel.SMS and getattr(error, "may_have_sent", False):
+        # Twilio may have accepted it before the error (a read timeout, a 5xx): never resend
+        # or give up blindly. Keep it `sending` under a lease that ends at the retry time;
+        # lease recovery then asks Twilio, and retries or fails it only if it is not there.
+        moved = ScheduledMessage.objects.filter(pk=message.pk, status=Status.SENDING, **ours).update(
+            lease_expires_at=when, last_error_code=code, last_error=text
         )
-        _attempt(outcome, Outcome.PERMANENT, http_status=http_status, error_code=str(code)[:32], error=text)
-        return "failed"
-    # Transient (or an unexpected exception, which may be ours: retry it the same way).
-    retry_after = getattr(error, "retry_after", None)
-    _attempt(outcome, Outcome.TRANSIENT, http_status=http_status, error_code=str(code)[:32], error=text)
+        return "unknown" if moved else "lost_claim"
     if message.attempts >= message.max_attempts:
-        transition(
-            message.pk,
+        moved = move(
             Status.FAILED,
-            expect=[Status.SENDING],
-            last_error_code=str(code)[:32],
+            last_error_code=code,
             last_error=f"gave up after {message.attempts} attempts: {text}",
             lease_expires_at=None,
         )
-        return "failed"
-    when = now + backoff(message.attempts, retry_after)
-    if message.channel == Channel.SMS and getattr(error, "may_have_sent", False):
-        # Twilio may have accepted it before the error: keep it `sending` with a lease that
-        # ends at the retry time, so lease recovery asks Twilio before any resend.
-        ScheduledMessage.objects.filter(pk=message.pk, status=Status.SENDING).update(
-            lease_expires_at=when, last_error_code=str(code)[:32], last_error=text
-        )
-        return "unknown"
-    transition(
-        message.pk,
-        Status.PENDING,
-        expect=[Status.SENDING],
-        next_attempt_at=when,
-        lease_expires_at=None,
-        last_error_code=str(code)[:32],
-        last_error=text,
-    )
-    return "retrying"
+        return "failed" if moved else "lost_claim"
+    moved = move(Status.PENDING, next_attempt_at=when, lease_expires_at=None, last_error_code=code, last_error=text)
+    return "retrying" if moved else "lost_claim"

@@ -9,6 +9,7 @@ stays `sending` under a new lease and is asked about again later.
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -46,12 +47,19 @@ def _give_back(message: ScheduledMessage, now: datetime, why: str) -> str:
             message.pk,
             Status.FAILED,
             expect=[Status.SENDING],
+            where={"claimed_by": WORKER},
             lease_expires_at=None,
             last_error=f"gave up after {message.attempts} attempts: {why}",
         )
         return "failed"
     transition(
-        message.pk, Status.PENDING, expect=[Status.SENDING], next_attempt_at=now, lease_expires_at=None, last_error=why
+        message.pk,
+        Status.PENDING,
+        expect=[Status.SENDING],
+        where={"claimed_by": WORKER},
+        next_attempt_at=now,
+        lease_expires_at=None,
+        last_error=why,
     )
     return "retrying"
 
@@ -73,9 +81,16 @@ def _find_on_twilio(message: ScheduledMessage) -> str | None:
     return next((sid for sid in candidates if sid not in taken), None)
 
 
-def recover_expired_leases(now: datetime) -> Counter:
+def recover_expired_leases(now: datetime, should_stop: Callable[[], bool] = lambda: False) -> Counter:
+    """Reconcile expired leases, a batch at a time. Stops at the run's deadline or at the
+    first failed Twilio look-up (Twilio is likely down: waiting on it message by message
+    would hold up all delivery); what is left is handed back for the next tick."""
     counts: Counter = Counter()
-    for message in _take_expired(now):
+    taken = _take_expired(now)
+    for index, message in enumerate(taken):
+        if should_stop():
+            _hand_back(taken[index:], now)
+            break
         if message.channel == Channel.EMAIL:
             counts["recovered_" + _give_back(message, now, "lease expired; resent with the same idempotency key")] += 1
             continue
@@ -83,13 +98,15 @@ def recover_expired_leases(now: datetime) -> Counter:
             sid = _find_on_twilio(message)
         except ProviderError as exc:
             logger.warning("reconcile_lookup_failed", extra={"message_id": str(message.pk), "error": str(exc)})
-            counts["reconcile_pending"] += 1
-            continue
+            counts["reconcile_pending"] += len(taken) - index
+            _hand_back(taken[index:], now)
+            break
         if sid:
             transition(
                 message.pk,
                 Status.SENT,
                 expect=[Status.SENDING],
+                where={"claimed_by": WORKER},
                 provider_message_id=sid,
                 sent_at=now,
                 lease_expires_at=None,
@@ -107,3 +124,10 @@ def recover_expired_leases(now: datetime) -> Counter:
         else:
             counts["recovered_" + _give_back(message, now, "lease expired; not found at Twilio")] += 1
     return counts
+
+
+def _hand_back(messages: list[ScheduledMessage], now: datetime) -> None:
+    """Let the lease of messages we took but did not reconcile expire at once again."""
+    ScheduledMessage.objects.filter(pk__in=[m.pk for m in messages], status=Status.SENDING, claimed_by=WORKER).update(
+        lease_expires_at=now
+    )

@@ -116,7 +116,7 @@ class FakeProviders:
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> FakeProviders:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        server = _Server(("127.0.0.1", 0), _Handler)
         server.daemon_threads = True
         server.fake = self  # type: ignore[attr-defined]
         self._server = server
@@ -319,6 +319,13 @@ def _fault_reply(fault: Fault, req: RecordedRequest) -> _Reply:
     else:
         status, body = wire.resend_error(resend[fault.kind])
     return _Reply(status, body, headers)
+
+
+class _Server(ThreadingHTTPServer):
+    # socketserver's default backlog of 5 refuses connections when dozens of worker threads
+    # connect at once (the exactly-once tests): a refused connection is a transient error
+    # that the code under test would rightly retry later, not a behaviour under test.
+    request_queue_size = 256
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -1,3 +1,4 @@
+import threading
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
@@ -252,3 +253,52 @@ def test_delivery_queries_do_not_grow_per_message_beyond_the_writes(
         deliver()
     assert ScheduledMessage.objects.filter(status=Status.SENT).count() == 20
     assert DeliveryAttempt.objects.count() == 20
+
+
+def test_sms_timeout_on_the_last_attempt_is_reconciled_not_failed_blindly(provider_settings, fake_providers):
+    message = sms(max_attempts=1)
+    fake_providers.fail_next(1, "timeout", delay=3, process=False)  # Twilio never got it
+    deliver()
+    assert fresh(message).status == Status.SENDING  # not `failed`: it may have gone out
+    with time_machine.travel(timezone.now() + timedelta(hours=2), tick=False):
+        deliver()
+    message = fresh(message)
+    assert message.status == Status.FAILED and "not found at Twilio" in message.last_error
+    assert fake_providers.sms_sent() == []
+
+
+def test_a_send_is_not_started_when_its_lease_is_about_to_end(provider_settings, fake_providers):
+    from messaging.delivery import send_one
+
+    message = sms()
+    message.lease_expires_at = timezone.now() + timedelta(seconds=10)
+    assert send_one(message, threading.Event()) is None
+    assert fake_providers.requests_to("sms_create") == []
+
+
+def test_outcome_of_a_claim_taken_over_by_recovery_changes_nothing(provider_settings, fake_providers):
+    from messaging.outcomes import SendOutcome, record
+    from messaging.providers.base import SendResult
+
+    message = sms()
+    ScheduledMessage.objects.filter(pk=message.pk).update(status=Status.SENDING, claimed_by="recovering-host:7")
+    message.claimed_by = "stalled-host:1"
+    outcome = SendOutcome(message=message, started_at=timezone.now(), duration_ms=5, result=SendResult("SM1", "queued"))
+    assert record(outcome) == "lost_claim"
+    assert (fresh(message).status, fresh(message).provider_message_id) == (Status.SENDING, "")
+
+
+def test_recovery_stops_at_the_first_failed_twilio_lookup_and_hands_the_rest_back(provider_settings, fake_providers):
+    now = timezone.now()
+    messages = [sms(body=f"r{i}") for i in range(3)]
+    ScheduledMessage.objects.update(
+        status=Status.SENDING,
+        attempts=1,
+        claimed_at=now - timedelta(minutes=10),
+        lease_expires_at=now - timedelta(minutes=5),
+    )
+    fake_providers.set_fault("500", service="twilio")
+    counts = recover_expired_leases(now)
+    assert counts["reconcile_pending"] == 3
+    assert len(fake_providers.requests_to("sms_list")) == 1  # not one failing look-up per message
+    assert all(fresh(m).status == Status.SENDING and fresh(m).lease_expires_at <= now for m in messages)

@@ -95,14 +95,15 @@ def test_four_workers_and_http_triggers_send_each_message_exactly_once(fake_prov
     assert [w.returncode for w in workers] == [0, 0, 0, 0], outputs
     assert answers == [200, 200]
     counts = sends_per_message(fake_providers)
-    assert len(counts) == len(messages) == 2000
+    unsent = list(ScheduledMessage.objects.exclude(status=Status.SENT).values("body", "status", "last_error"))
+    assert len(counts) == len(messages) == 2000, unsent
     assert set(counts.values()) == {1}, [body for body, n in counts.items() if n > 1][:10]
     assert set(ScheduledMessage.objects.values_list("status", flat=True)) == {Status.SENT}
     assert fake_providers.replayed() == []
 
 
 def test_kill_9_mid_batch_loses_nothing_and_sends_nothing_twice(fake_providers):
-    messages = queue(120)
+    queue(120)
     fake_providers.set_latency(0.05)
     env = provider_env(fake_providers, DELIVERY_CONCURRENCY="4", DELIVERY_BATCH_SIZE="40", DELIVERY_LEASE_SECONDS="60")
     worker = start_manage("process_scheduled", **env)
