@@ -30,11 +30,15 @@ class CronSecretView(APIView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
-        if auth.is_throttled(request):
+        # The secret is checked first: a scheduler with the right secret is never locked out
+        # by someone else's failures from a shared address (a hosted scheduler's egress IP).
+        if auth.secret_matches(auth.offered_secret(request)):
+            return
+        throttled = auth.is_throttled(request)
+        auth.record_failure(request)
+        if throttled:
             raise _Denied(429, {"Retry-After": "60"})
-        if not auth.secret_matches(auth.offered_secret(request)):
-            auth.record_failure(request)
-            raise _Denied(401, {"WWW-Authenticate": 'Bearer realm="cron"'})
+        raise _Denied(401, {"WWW-Authenticate": 'Bearer realm="cron"'})
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, _Denied):

@@ -32,10 +32,12 @@ class _AdvisoryLock:
         self._key = key
 
     def release(self) -> None:
+        # Ending the session releases the lock; closing is all it takes, and it cannot fail
+        # in a way that should hide how the run ended (a connection already gone included).
         try:
-            self._conn.execute("SELECT pg_advisory_unlock(%s)", [self._key])
-        finally:
             self._conn.close()
+        except psycopg.Error:
+            pass
 
 
 class _FileLock:
@@ -56,6 +58,12 @@ def _open_lock_connection(name: str) -> psycopg.Connection:
     params.pop("context", None)
     params.pop("prepare_threshold", None)
     params["application_name"] = f"cron-lock:{name}"[:63]
+    # The lock's connection sits idle for the whole run: TCP keepalives stop a NAT or
+    # firewall from silently dropping it (which would free the lock under a live run).
+    params.setdefault("keepalives", 1)
+    params.setdefault("keepalives_idle", 30)
+    params.setdefault("keepalives_interval", 10)
+    params.setdefault("keepalives_count", 3)
     return psycopg.connect(**params, autocommit=True)
 
 
@@ -84,7 +92,26 @@ def acquire(name: str) -> Lock | None:
 
 
 def is_held(name: str) -> bool:
-    """Whether some live process holds the job's lock (used to spot abandoned runs)."""
+    """Whether some live process holds the job's lock (used to spot abandoned runs).
+
+    On PostgreSQL this reads pg_locks rather than taking the lock for a moment, which could
+    make a run starting in that instant skip as already running.
+    """
+    if _is_postgres():
+        key = _key(name) & 0xFFFFFFFFFFFFFFFF  # pg_locks shows the bigint as two unsigned halves
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                SELECT EXISTS (
+                    SELECT 1 FROM pg_locks
+                    WHERE locktype = 'advisory' AND granted AND objsubid = 1
+                      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                      AND classid::bigint = %s AND objid::bigint = %s
+                )
+                """,
+                [key >> 32, key & 0xFFFFFFFF],
+            )
+            return cursor.fetchone()[0]
     lock = acquire(name)
     if lock is None:
         return True

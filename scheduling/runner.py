@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -79,6 +79,17 @@ class RunResult:
 
 def result_from_run(run: JobRun, *, replayed: bool = False) -> RunResult:
     reason = run.skip_reason.split(":")[0] if run.status == RunStatus.SKIPPED else ""
+    if run.status == RunStatus.RUNNING:
+        # A repeat of a request whose run is still going (a scheduler that timed out and
+        # retried with the same Idempotency-Key): 409, not the unfinished run as a result.
+        return RunResult(
+            job=run.job.name,
+            status=RunStatus.SKIPPED,
+            message=f"{ALREADY_RUNNING}: run {run.pk} with this Idempotency-Key is still running",
+            run_id=run.pk,
+            reason=ALREADY_RUNNING,
+            replayed=replayed,
+        )
     if run.status == RunStatus.SKIPPED:
         message = run.skip_reason
     elif run.status == RunStatus.FAILED:
@@ -169,6 +180,9 @@ def _execute(spec: registry.JobSpec, job: Job, trigger: str, key: str, planned_a
             spec.func(ctx)
     except BaseException as exc:  # also SIGTERM/KeyboardInterrupt: record, then re-raise
         error, tb = f"{type(exc).__name__}: {exc}", traceback.format_exc()
+        if not connection.in_atomic_block:
+            # A dropped database connection must not also lose the record of the failure.
+            connection.close_if_unusable_or_obsolete()
         _finish(job, run, ctx, RunStatus.FAILED, error, tb)
         if not isinstance(exc, Exception):
             raise

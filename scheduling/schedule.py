@@ -29,14 +29,22 @@ def validate(expr: str, tz: str) -> None:
 
 def next_run(expr: str, tz: str, after: datetime) -> datetime:
     """The first scheduled time strictly after `after`, in UTC."""
-    local = after.astimezone(ZoneInfo(tz))
-    return next(CronSim(expr, local)).astimezone(UTC)
+    after_utc = after.astimezone(UTC)
+    # Inside the repeated hour of a fall-back day cronsim may yield the first occurrence of
+    # a wall-clock time, which is earlier than `after`: skip to the first one really later.
+    for candidate in CronSim(expr, after.astimezone(ZoneInfo(tz))):
+        if candidate.astimezone(UTC) > after_utc:
+            return candidate.astimezone(UTC)
+    raise ScheduleError(f"{expr!r} never runs")  # pragma: no cover - cronsim iterates forever
 
 
 def previous_run(expr: str, tz: str, at_or_before: datetime) -> datetime:
     """The latest scheduled time at or before `at_or_before`, in UTC."""
-    local = at_or_before.astimezone(ZoneInfo(tz))
-    return next(CronSim(expr, local, reverse=True)).astimezone(UTC)
+    limit = at_or_before.astimezone(UTC)
+    for candidate in CronSim(expr, at_or_before.astimezone(ZoneInfo(tz)), reverse=True):
+        if candidate.astimezone(UTC) <= limit:
+            return candidate.astimezone(UTC)
+    raise ScheduleError(f"{expr!r} never ran")  # pragma: no cover
 
 
 def is_due(expr: str, tz: str, now: datetime) -> bool:

@@ -76,9 +76,10 @@ class ScheduledMessage(models.Model):
     class Meta:
         ordering = ["-send_at"]
         indexes = [
-            # process-scheduled, every minute: the claim query (pending, due, oldest first).
+            # process-scheduled, every minute: the claim query (pending, next_attempt_at <= now, in
+            # next_attempt_at order; deferred messages sit later in the index, not at its head).
             models.Index(
-                fields=["send_at", "next_attempt_at"], name="sched_claim", condition=models.Q(status="pending")
+                fields=["next_attempt_at", "send_at"], name="sched_claim_next", condition=models.Q(status="pending")
             ),
             # process-scheduled: leases that expired (crashed workers).
             models.Index(fields=["lease_expires_at"], name="sched_lease", condition=models.Q(status="sending")),

@@ -43,11 +43,27 @@ def succeeding(ctx: JobContext) -> None:
     ctx.each(["a", "b"], lambda item: None)
 
 
+def losing_its_connection(ctx: JobContext) -> None:
+    """The database ends this job's session (a failover, a restart), then the job queries."""
+    import psycopg
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    params = {k: v for k, v in connection.get_connection_params().items() if k not in ("cursor_factory", "context")}
+    with psycopg.connect(**params, autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
 SPECS = [
     registry.JobSpec("test-sleep", sleepy, "* * * * *"),
     registry.JobSpec("test-partial", partly_failing, "* * * * *"),
     registry.JobSpec("test-fail", failing, "*/5 * * * *", grace=timedelta(minutes=1)),
     registry.JobSpec("test-ok", succeeding, "*/5 * * * *", grace=timedelta(minutes=1)),
+    registry.JobSpec("test-db-drop", losing_its_connection, "*/5 * * * *"),
 ]
 
 

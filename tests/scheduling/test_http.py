@@ -65,7 +65,13 @@ def test_repeated_failures_from_one_address_are_throttled(client, sample_jobs_re
     settings.CRON_AUTH_FAILURES_PER_MINUTE = 3
     codes = [_post(client, Authorization="Bearer nope").status_code for _ in range(4)]
     assert codes == [401, 401, 401, 429]
-    assert _post(client, Authorization=f"Bearer {SECRET}").status_code == 429
+
+
+def test_right_secret_passes_even_when_its_address_is_throttled(client, sample_jobs_registered, settings):
+    settings.CRON_AUTH_FAILURES_PER_MINUTE = 2
+    for _ in range(3):
+        _post(client, Authorization="Bearer nope")
+    assert _post(client, Authorization=f"Bearer {SECRET}").status_code == 200
 
 
 def test_failed_auth_log_never_contains_the_offered_secret(client, sample_jobs_registered, caplog):
@@ -172,13 +178,9 @@ def test_throttle_counts_per_caller_behind_the_trusted_proxy(client, sample_jobs
     settings.CRON_AUTH_FAILURES_PER_MINUTE = 2
     for _ in range(2):
         client.post("/api/cron/test-ok/", headers={"Authorization": "Bearer nope", "X-Real-IP": "198.51.100.7"})
-    blocked = client.post(
-        "/api/cron/test-ok/", headers={"Authorization": f"Bearer {SECRET}", "X-Real-IP": "198.51.100.7"}
-    )
-    allowed = client.post(
-        "/api/cron/test-ok/", headers={"Authorization": f"Bearer {SECRET}", "X-Real-IP": "203.0.113.9"}
-    )
-    assert (blocked.status_code, allowed.status_code) == (429, 200)
+    blocked = client.post("/api/cron/test-ok/", headers={"Authorization": "Bearer nope", "X-Real-IP": "198.51.100.7"})
+    other = client.post("/api/cron/test-ok/", headers={"Authorization": "Bearer nope", "X-Real-IP": "203.0.113.9"})
+    assert (blocked.status_code, other.status_code) == (429, 401)
 
 
 def test_x_real_ip_from_an_untrusted_peer_is_ignored(client, sample_jobs_registered, settings):
@@ -186,4 +188,14 @@ def test_x_real_ip_from_an_untrusted_peer_is_ignored(client, sample_jobs_registe
     settings.CRON_TRUSTED_PROXIES = []
     for n in range(2):  # a prober rotating the header still hits its own REMOTE_ADDR's limit
         client.post("/api/cron/test-ok/", headers={"Authorization": "Bearer nope", "X-Real-IP": f"10.0.0.{n}"})
-    assert client.post("/api/cron/test-ok/", headers={"Authorization": f"Bearer {SECRET}"}).status_code == 429
+    assert client.post("/api/cron/test-ok/", headers={"Authorization": "Bearer nope"}).status_code == 429
+
+
+def test_repeat_of_a_request_whose_run_is_still_going_is_409(client, sample_jobs_registered):
+    from scheduling.models import Job
+
+    job = Job.objects.create(name="test-ok")
+    running = JobRun.objects.create(job=job, trigger="http", idempotency_key="slow-1")
+    response = _post(client, Authorization=f"Bearer {SECRET}", **{"Idempotency-Key": "slow-1"})
+    assert response.status_code == 409
+    assert response.json()["run_id"] == running.pk and "still running" in response.json()["message"]

@@ -124,3 +124,11 @@ def test_sigterm_records_the_run_as_failed_and_releases_the_lock(sample_jobs_reg
     run = JobRun.objects.get(job__name="test-sleep")
     assert run.status == RunStatus.FAILED and "SystemExit" in run.error
     assert not locks.is_held("test-sleep")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_whose_database_connection_dies_is_recorded_as_failed(sample_jobs_registered):
+    result = run_job("test-db-drop", Trigger.MANUAL)
+    run = JobRun.objects.get(pk=result.run_id)
+    assert run.status == RunStatus.FAILED and "OperationalError" in run.error
+    assert Job.objects.get(name="test-db-drop").last_status == RunStatus.FAILED

@@ -72,3 +72,23 @@ def test_validate_rejects_bad_expression_or_zone(expr, tz):
 
 def test_describe_puts_the_expression_in_words():
     assert schedule.describe("30 8 * * 1") == "At 08:30 on Monday"
+
+
+@pytest.mark.parametrize(
+    ("expr", "tz", "day"),
+    [("30 1 * * *", "America/New_York", "2026-11-01"), ("30 2 * * *", "Europe/Berlin", "2026-10-25")],
+)
+def test_job_in_the_repeated_hour_is_due_in_exactly_one_minute_of_the_fall_back_day(expr, tz, day):
+    start = datetime.fromisoformat(day).replace(tzinfo=ZoneInfo(tz)).astimezone(UTC)
+    due_minutes = [m for m in range(0, 24 * 60) if schedule.is_due(expr, tz, start + timedelta(minutes=m))]
+    assert len(due_minutes) == 1
+
+
+def test_next_run_from_inside_the_repeated_hour_is_later_not_earlier():
+    inside_second_0130 = datetime(2026, 11, 1, 6, 45, tzinfo=UTC)  # 01:45 EST, after the 01:30 run
+    assert schedule.next_run("30 1 * * *", "America/New_York", inside_second_0130) == datetime(
+        2026, 11, 2, 6, 30, tzinfo=UTC
+    )
+    assert schedule.previous_run("30 1 * * *", "America/New_York", inside_second_0130) == datetime(
+        2026, 11, 1, 5, 30, tzinfo=UTC
+    )

@@ -93,3 +93,15 @@ def test_prune_deletes_only_runs_older_than_the_retention(sample_jobs_registered
     JobRun.objects.bulk_create(old)
     assert prune_runs(T0, batch_size=3) == 7
     assert list(JobRun.objects.values_list("pk", flat=True)) == [recent.pk]
+
+
+def test_lock_probe_does_not_take_the_lock(sample_jobs_registered):
+    from scheduling.locks import acquire, is_held
+
+    assert not is_held("test-ok")
+    held = acquire("test-ok")
+    try:
+        assert is_held("test-ok")
+    finally:
+        held.release()
+    assert not is_held("test-ok")
