@@ -13,8 +13,15 @@ pytestmark = pytest.mark.django_db
 
 def test_crontab_example_equals_the_generated_crontab():
     out = StringIO()
-    call_command("cron", "crontab", "--project-dir", "/srv/messaging-cron", stdout=out)
+    call_command("cron", "crontab", "--project-dir", "/srv/messaging-cron", "--host-utc", "yes", stdout=out)
     assert (ROOT / "crontab.example").read_text() == out.getvalue()
+
+
+def test_on_a_host_not_on_utc_every_job_checks_its_schedule_itself():
+    out = StringIO()
+    call_command("cron", "crontab", "--host-utc", "no", stdout=out)
+    job_lines = [line for line in out.getvalue().splitlines() if "manage.py" in line and not line.startswith("#")]
+    assert job_lines and all(line.startswith("* * * * * ") and "--if-due" in line for line in job_lines)
 
 
 def test_every_job_has_a_command_and_a_flock_wrapped_crontab_line():

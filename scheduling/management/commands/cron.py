@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
 from scheduling.cli import add_run_arguments, describe_result, run_from_command
-from scheduling.crontab import render_crontab
+from scheduling.crontab import host_clock_is_utc, render_crontab
 from scheduling.services import is_healthy, job_overview, run_due_jobs, sync_jobs
 
 
@@ -27,6 +27,12 @@ class Command(BaseCommand):
         tab = sub.add_parser("crontab", help="The crontab lines (flock-wrapped) for every job.")
         tab.add_argument("--project-dir", default=str(settings.BASE_DIR))
         tab.add_argument("--python", default=".venv/bin/python")
+        tab.add_argument(
+            "--host-utc",
+            choices=["auto", "yes", "no"],
+            default="auto",
+            help="Whether the host running crontab keeps UTC (auto: ask this machine).",
+        )
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         getattr(self, f"do_{action.replace('-', '_')}")(**options)
@@ -74,8 +80,9 @@ class Command(BaseCommand):
         if not healthy:
             raise SystemExit(1)
 
-    def do_crontab(self, project_dir: str, python: str, **options: Any) -> None:
-        self.stdout.write(render_crontab(sync_jobs(), project_dir, python), ending="")
+    def do_crontab(self, project_dir: str, python: str, host_utc: str, **options: Any) -> None:
+        utc = host_clock_is_utc() if host_utc == "auto" else host_utc == "yes"
+        self.stdout.write(render_crontab(sync_jobs(), project_dir, python, utc), ending="")
 
     def _table(self, rows: list[tuple]) -> None:
         widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
