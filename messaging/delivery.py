@@ -63,23 +63,57 @@ def send_one(message: ScheduledMessage, stop: threading.Event) -> SendOutcome | 
 
 
 def deliver_due_messages(ctx: JobContext) -> None:
-    """Recover expired leases, then claim and send batches until none is due or the
-    deadline nears. Counts go to the run: sent, retrying, failed, deferred, ..."""
+    """Recover expired leases, then keep the send pool fed with claimed messages until none
+    is due or the deadline nears. Counts go to the run: sent, retrying, failed, deferred, ...
+
+    The next batch is claimed while the pool still works on the last one (when fewer than
+    two sends per thread are left), so the pool never idles between batches.
+    """
     for key, count in recover_expired_leases(timezone.now(), should_stop=ctx.should_stop).items():
         ctx.add(key, count)
     lease = timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
+    low_water = 2 * settings.DELIVERY_CONCURRENCY
     stop = threading.Event()
+    futures: dict[Future, ScheduledMessage] = {}
+    unsent: list[ScheduledMessage] = []
+    recorder = _Recorder(ctx)
+    queue_empty = False
     with ThreadPoolExecutor(max_workers=settings.DELIVERY_CONCURRENCY, thread_name_prefix="deliver") as pool:
-        while not ctx.should_stop():
-            claim = claim_due_messages(timezone.now(), settings.DELIVERY_BATCH_SIZE, lease)
-            ctx.add("deferred_quiet_hours", claim.deferred)
-            ctx.add("opted_out", claim.opted_out)
-            if not claim.ready:
-                if not (claim.deferred or claim.opted_out):
+        try:
+            while True:
+                if ctx.should_stop():
+                    stop.set()  # sends not yet started come back as None and are released
+                if not (queue_empty or stop.is_set()) and len(futures) < low_water:
+                    claim = claim_due_messages(timezone.now(), settings.DELIVERY_BATCH_SIZE, lease)
+                    ctx.add("deferred_quiet_hours", claim.deferred)
+                    ctx.add("opted_out", claim.opted_out)
+                    futures.update({pool.submit(send_one, m, stop): m for m in claim.ready})
+                    queue_empty = not (claim.ready or claim.deferred or claim.opted_out)
+                    if not claim.ready and not queue_empty:
+                        continue  # only deferred or opted-out rows this time: claim again
+                if not futures:
                     break
-                continue
-            _send_batch(ctx, pool, claim.ready, stop)
-            ctx.between_units()
+                done, _ = wait(futures, timeout=RECORD_GROUP_SECONDS, return_when=FIRST_COMPLETED)
+                for future in done:
+                    message, outcome = futures.pop(future), future.result()
+                    if outcome is None:
+                        unsent.append(message)
+                    else:
+                        recorder.add(outcome)
+                if recorder.due():
+                    recorder.flush()
+                    ctx.between_units()
+            recorder.flush()
+        except BaseException:
+            # Interrupted (SIGTERM, a database error): give back only the sends that never
+            # started. Those in flight may reach the provider; they stay `sending` and lease
+            # recovery reconciles them, so nothing is sent twice.
+            stop.set()
+            unsent.extend(m for f, m in futures.items() if f.cancel())
+            raise
+        finally:
+            if unsent:
+                ctx.add("released", release(unsent))
 
 
 class _Recorder:
@@ -110,34 +144,3 @@ class _Recorder:
         self.ctx.item_succeeded(sum(n for state, n in counts.items() if state != "record_failed"))
         for _ in range(counts.get("record_failed", 0)):
             self.ctx.item_failed("delivery record", "database error while recording an outcome")
-
-
-def _send_batch(ctx: JobContext, pool: ThreadPoolExecutor, batch: list[ScheduledMessage], stop) -> None:
-    futures: dict[Future, ScheduledMessage] = {pool.submit(send_one, m, stop): m for m in batch}
-    pending = set(futures)
-    unsent: list[ScheduledMessage] = []
-    recorder = _Recorder(ctx)
-    try:
-        while pending:
-            done, pending = wait(pending, timeout=RECORD_GROUP_SECONDS, return_when=FIRST_COMPLETED)
-            for future in done:
-                outcome = future.result()
-                if outcome is None:
-                    unsent.append(futures[future])
-                else:
-                    recorder.add(outcome)
-            if recorder.due():
-                recorder.flush()
-            if ctx.should_stop():
-                stop.set()  # sends not yet started come back as None and are released
-        recorder.flush()
-    except BaseException:
-        # Interrupted (SIGTERM, a database error): give back only the sends that never
-        # started. Those in flight may reach the provider; they stay `sending` and lease
-        # recovery reconciles them, so nothing is sent twice.
-        stop.set()
-        unsent.extend(m for f, m in futures.items() if f.cancel())
-        raise
-    finally:
-        if unsent:
-            ctx.add("released", release(unsent))
