@@ -109,11 +109,14 @@ def result_from_run(run: JobRun, *, replayed: bool = False) -> RunResult:
     )
 
 
+def _replay_window_start() -> datetime:
+    return timezone.now() - timedelta(hours=settings.CRON_IDEMPOTENCY_HOURS)
+
+
 def _find_replay(job: Job, key: str) -> JobRun | None:
     if not key:
         return None
-    since = timezone.now() - timedelta(hours=settings.CRON_IDEMPOTENCY_HOURS)
-    return JobRun.objects.filter(job=job, idempotency_key=key, started_at__gte=since).first()
+    return JobRun.objects.filter(job=job, idempotency_key=key, started_at__gte=_replay_window_start()).first()
 
 
 def _skip(job: Job, trigger: str, reason: str, planned_at: datetime | None) -> RunResult:
@@ -158,8 +161,12 @@ def run_job(
 
 def _execute(spec: registry.JobSpec, job: Job, trigger: str, key: str, planned_at: datetime | None) -> RunResult:
     if key:
-        # A key is honoured for CRON_IDEMPOTENCY_HOURS; an older run gives it up.
-        JobRun.objects.filter(job=job, idempotency_key=key).update(idempotency_key="")
+        # A key is honoured for CRON_IDEMPOTENCY_HOURS; an older run gives it up (only an
+        # older one: a run with this key started a moment ago by a concurrent request keeps
+        # it, and the unique constraint below turns this request into its replay).
+        JobRun.objects.filter(job=job, idempotency_key=key, started_at__lt=_replay_window_start()).update(
+            idempotency_key=""
+        )
     try:
         with transaction.atomic():
             run = JobRun.objects.create(
