@@ -90,6 +90,9 @@ def compute_daily_stats(
                 **values,
             )
         )
+    # One row order for every writer: `daily` and `weekly-summary` (same minute) may upsert
+    # the same rows, and opposite orders could deadlock.
+    rows.sort(key=lambda row: (row.client_id, row.date))
     with transaction.atomic():
         DailyStats.objects.bulk_create(
             rows,

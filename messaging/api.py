@@ -27,6 +27,7 @@ from messaging.services import cancel_message, retry_message, schedule_message
 
 logger = logging.getLogger("messaging.api")
 
+API_KEY_PREFIX = "api:"
 LIST_FILTERS: dict[str, list[str]] = {"status": Status.values, "channel": Channel.values}
 
 
@@ -74,8 +75,13 @@ class MessageListCreateView(generics.ListAPIView):
     def post(self, request: Request) -> Response:
         enqueue = EnqueueSerializer(data=request.data)
         enqueue.is_valid(raise_exception=True)
+        fields = dict(enqueue.validated_data)
+        if fields.get("idempotency_key"):
+            # The API's keys live in a namespace of their own: a caller's "missed-call:42"
+            # must never match (and so silently suppress) the key a job derives.
+            fields["idempotency_key"] = API_KEY_PREFIX + fields["idempotency_key"]
         try:
-            message, created = schedule_message(**enqueue.validated_data, source="api")
+            message, created = schedule_message(**fields, source="api")
         except DjangoValidationError as exc:
             raise ValidationError(field_errors(exc)) from exc
         return Response(

@@ -6,20 +6,24 @@ so a crash leaves the call unhandled (and the next tick does it) and two runs ne
 The idempotency keys make a retry after a crash between commit and report harmless too.
 """
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 
 from messaging.models import Call, CallStatus, Channel, Client, Lead, ScheduledMessage, Status
-from messaging.notify import notify_owner
+from messaging.notify import OwnerUnreachable, notify_owner
 from messaging.optouts import OptOuts, opt_outs_for
+from messaging.phones import normalize_phone
 from messaging.services import schedule_message
 from scheduling.context import JobContext
 
+logger = logging.getLogger("messaging.missed_calls")
 DEFAULT_TEXT_BACK = "Sorry we missed your call at {client}! How can we help? Reply STOP to opt out."
 # A number the client texted this recently is already in a conversation: don't pile on.
 RECENTLY_TEXTED = timedelta(hours=24)
@@ -32,6 +36,7 @@ TEXTED = "texted"
 SKIP_OPTED_OUT = "opted_out"
 SKIP_RECENTLY_TEXTED = "recently_texted"
 SKIP_TEXT_BACK_OFF = "text_back_off"
+SKIP_INVALID_NUMBER = "invalid_number"  # e.g. a withheld caller ID that carriers report as a fake number
 ALREADY_HANDLED = "already_handled"
 
 
@@ -54,11 +59,16 @@ class CallFacts:
 
     opt_outs: OptOuts = field(default_factory=lambda: OptOuts(frozenset()))
     recently_texted: set[tuple[int, str]] = field(default_factory=set)
+    owner_unreachable: int = 0
     leads: dict[tuple[int, str], Lead] = field(default_factory=dict)
 
     def skip_reason(self, call: Call) -> str:
         if not call.client.text_back_enabled:
             return SKIP_TEXT_BACK_OFF
+        try:
+            normalize_phone(call.caller)
+        except ValidationError:
+            return SKIP_INVALID_NUMBER
         if self.opt_outs.blocks(call.caller, call.client_id):
             return SKIP_OPTED_OUT
         if (call.client_id, call.caller) in self.recently_texted:
@@ -91,6 +101,7 @@ def _owner_message(call: Call, outcome: str) -> tuple[str, str]:
         SKIP_OPTED_OUT: "They opted out of texts, so we did not text them.",
         SKIP_RECENTLY_TEXTED: "They were texted in the last 24 hours, so we did not text them again.",
         SKIP_TEXT_BACK_OFF: "Text-back is off for your account, so we did not text them.",
+        SKIP_INVALID_NUMBER: "The caller's number is withheld or not valid, so we could not text them.",
     }[outcome]
     subject = f"Missed call from {call.caller}"
     body = f"{call.client.name}: missed call from {call.caller} at {local:%a %d %b %H:%M} (your time). {what}"
@@ -120,9 +131,22 @@ def handle_missed_call(call: Call, facts: CallFacts, now: datetime) -> str:
             )
         outcome = reason or TEXTED
         subject, body = _owner_message(call, outcome)
-        notify_owner(
-            call.client, subject=subject, body=body, idempotency_key=notify_key(call.pk), source=SOURCE_NOTIFY, now=now
-        )
+        try:
+            notify_owner(
+                call.client,
+                subject=subject,
+                body=body,
+                idempotency_key=notify_key(call.pk),
+                source=SOURCE_NOTIFY,
+                now=now,
+            )
+        except (OwnerUnreachable, ValidationError) as exc:
+            # A client whose owner cannot be reached must not cost its callers their text
+            # back, nor leave the call to fail again every five minutes.
+            facts.owner_unreachable += 1
+            logger.warning(
+                "owner_unreachable", extra={"client_id": call.client_id, "call_id": call.pk, "error": str(exc)}
+            )
         Call.objects.filter(pk=call.pk).update(handled=True, handled_at=now, texted_back=not reason)
     if not reason:
         # A second missed call from the same number later in this batch is "recently texted".
@@ -169,3 +193,5 @@ def check_missed_calls(ctx: JobContext, now: datetime) -> None:
     for calls in _batches(now, ctx):
         facts = gather_call_facts(calls, now)
         ctx.each(calls, lambda call, facts=facts: work(call, facts))
+        if facts.owner_unreachable:
+            ctx.add("owner_unreachable", facts.owner_unreachable)

@@ -10,6 +10,7 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from messaging.claiming import WORKER
+from messaging.conversations import record_outbound_sms
 from messaging.models import Channel, DeliveryAttempt, Outcome, ScheduledMessage, Status, transition
 from messaging.optouts import record_opt_out
 from messaging.providers.base import PermanentError, SendResult
@@ -62,6 +63,7 @@ def record_many(outcomes: list[SendOutcome], now: datetime | None = None) -> Cou
         with transaction.atomic():
             states = [record(outcome, now) for outcome in outcomes]
             DeliveryAttempt.objects.bulk_create([o.attempt for o in outcomes if o.attempt is not None])
+            record_outbound_sms([o.message for o, state in zip(outcomes, states, strict=True) if state == "sent"], now)
         counts.update(states)
         return counts
     except DatabaseError:
@@ -69,9 +71,12 @@ def record_many(outcomes: list[SendOutcome], now: datetime | None = None) -> Cou
     for outcome in outcomes:
         try:
             with transaction.atomic():
-                counts[record(outcome, now)] += 1
+                state = record(outcome, now)
                 if outcome.attempt is not None:
                     outcome.attempt.save()
+                if state == "sent":
+                    record_outbound_sms([outcome.message], now)
+                counts[state] += 1
         except DatabaseError:
             logger.exception("record_failed", extra={"message_id": str(outcome.message.pk)})
             counts["record_failed"] += 1

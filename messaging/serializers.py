@@ -50,7 +50,8 @@ class EnqueueSerializer(serializers.Serializer):
     lead = serializers.PrimaryKeyRelatedField(
         queryset=Lead.objects.select_related("client"), required=False, allow_null=True, default=None
     )
-    idempotency_key = serializers.CharField(max_length=255, required=False, allow_blank=True, allow_null=True)
+    # 251: the API stores it as "api:<key>" in a 255-character column.
+    idempotency_key = serializers.CharField(max_length=251, required=False, allow_blank=True, allow_null=True)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs["channel"] == Channel.EMAIL and not attrs["subject"].strip():

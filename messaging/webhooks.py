@@ -156,8 +156,11 @@ def receive_inbound_sms(*, sender: str, recipient: str, body: str, now: datetime
     conversation_id = None
     if client is not None:
         # Nobody may answer a STOP, so it must not leave the conversation waiting for a reply
-        # (agent-check would escalate it). START/YES can be a real answer and does wait.
-        conversation_id = record_inbound_message(client, phone, body, now, awaits_reply=action != "opt_out")
+        # (agent-check would escalate it). START/YES can be a real answer and does wait. The
+        # owner answering a notification is not a contact waiting for the client either
+        # (escalating it would text the owner about the owner, round and round).
+        awaits_reply = action != "opt_out" and phone != client.owner_phone
+        conversation_id = record_inbound_message(client, phone, body, now, awaits_reply=awaits_reply)
     logger.info(
         "sms_received",
         extra={
@@ -181,6 +184,8 @@ def record_inbound_message(client: Client, phone: str, body: str, now: datetime,
             lead = Lead.objects.filter(client=client, phone=phone).order_by("-created_at").first()
             conversation = Conversation.objects.create(client=client, lead=lead, phone=phone, created_at=now)
         Message.objects.create(conversation=conversation, direction=Direction.INBOUND, body=body, created_at=now)
+        if conversation.lead_id:
+            Lead.objects.filter(pk=conversation.lead_id).update(last_activity_at=now)
         if awaits_reply:
             Conversation.objects.filter(pk=conversation.pk).update(
                 last_message_at=now, last_message_direction=Direction.INBOUND, escalated_for_message_at=None
@@ -264,6 +269,8 @@ RESEND_EVENTS: dict[str, tuple[str, str]] = {
     "email.delivered": (Status.DELIVERED, ""),
     "email.bounced": (Status.UNDELIVERED, "bounced"),
     "email.complained": (Status.UNDELIVERED, "complained"),
+    "email.failed": (Status.UNDELIVERED, "failed"),  # Resend could not send it at all
+    "email.suppressed": (Status.UNDELIVERED, "suppressed"),  # on Resend's suppression list
 }
 
 

@@ -9,6 +9,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from messaging.models import Client, DeliveryAttempt, Lead, Outcome, ScheduledMessage, Status
+from messaging.services import schedule_message
 
 pytestmark = pytest.mark.django_db
 
@@ -110,6 +111,15 @@ def test_same_idempotency_key_answers_200_with_the_existing_message(api):
     assert (first.status_code, second.status_code) == (201, 200)
     assert second.json()["id"] == first.json()["id"]
     assert ScheduledMessage.objects.count() == 1
+
+
+def test_api_keys_never_collide_with_the_keys_jobs_derive(api):
+    job_message, _ = schedule_message(channel="sms", to=ALICE, body="text back", idempotency_key="missed-call:42")
+
+    response = api.post("/api/messages/", sms(idempotency_key="missed-call:42"), format="json")
+
+    assert response.status_code == 201 and response.json()["id"] != str(job_message.pk)
+    assert response.json()["idempotency_key"] == "api:missed-call:42"
 
 
 def test_blank_idempotency_key_is_no_key(api):

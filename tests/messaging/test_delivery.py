@@ -302,3 +302,32 @@ def test_recovery_stops_at_the_first_failed_twilio_lookup_and_hands_the_rest_bac
     assert counts["reconcile_pending"] == 3
     assert len(fake_providers.requests_to("sms_list")) == 1  # not one failing look-up per message
     assert all(fresh(m).status == Status.SENDING and fresh(m).lease_expires_at <= now for m in messages)
+
+
+def test_sent_sms_to_a_contact_answers_their_waiting_conversation(provider_settings, fake_providers):
+    from messaging.models import Conversation, Message
+
+    client = make_client()
+    lead = make_lead(client, phone="+14155550123", tz="UTC")
+    waiting = Conversation.objects.create(
+        client=client, lead=lead, phone=lead.phone, last_message_at=timezone.now(), last_message_direction="in"
+    )
+    with time_machine.travel(datetime(2026, 11, 28, 15, 0, tzinfo=UTC), tick=False):  # daytime for the lead
+        sms(to=lead.phone, client=client, lead=lead, body="Yes, 3pm works")
+        deliver()
+    waiting.refresh_from_db()
+    assert waiting.last_message_direction == "out"
+    assert list(Message.objects.filter(conversation=waiting).values_list("direction", "body")) == [
+        ("out", "Yes, 3pm works")
+    ]
+    lead.refresh_from_db()
+    assert lead.last_activity_at == datetime(2026, 11, 28, 15, 0, tzinfo=UTC)
+
+
+def test_notifications_to_the_owner_open_no_conversation(provider_settings, fake_providers):
+    from messaging.models import Conversation
+
+    client = make_client(owner_phone="+14155550100")
+    sms(to="+14155550100", client=client, body="Missed call from +14155550150")
+    deliver()
+    assert not Conversation.objects.exists()

@@ -44,11 +44,26 @@ def queue(count: int, *, sms_share: int = 2) -> list:
     rows = []
     for i in range(count):
         if i % 3 < sms_share:
-            rows.append(ScheduledMessage(channel=Channel.SMS, to=f"+1415555{i % 10000:04d}", body=f"msg-{i}",
-                                         send_at=now, next_attempt_at=now))
+            rows.append(
+                ScheduledMessage(
+                    channel=Channel.SMS,
+                    to=f"+1415555{i % 10000:04d}",
+                    body=f"msg-{i}",
+                    send_at=now,
+                    next_attempt_at=now,
+                )
+            )
         else:
-            rows.append(ScheduledMessage(channel=Channel.EMAIL, to=f"lead{i}@example.com", subject="s",
-                                         body=f"msg-{i}", send_at=now, next_attempt_at=now))
+            rows.append(
+                ScheduledMessage(
+                    channel=Channel.EMAIL,
+                    to=f"lead{i}@example.com",
+                    subject="s",
+                    body=f"msg-{i}",
+                    send_at=now,
+                    next_attempt_at=now,
+                )
+            )
     return ScheduledMessage.objects.bulk_create(rows)
 
 

@@ -251,32 +251,55 @@ class TestRerunsAndGaps:
 
 @pytest.mark.django_db
 class TestFailureIsolation:
-    def test_client_without_owner_contact_fails_only_its_call_and_the_run_is_partial(self, frozen):
+    def test_unreachable_owner_still_gets_the_caller_texted_back_and_is_counted(self, frozen):
         good = missed_call(make_client("Good"), caller="+14155550150")
         bad = missed_call(make_client("Bad", owner_email="", owner_phone=""), caller="+14155550151")
 
         result = run_job("check-missed-calls", "manual")
 
-        assert result.status == RunStatus.PARTIAL
-        assert (result.data["processed"], result.data["succeeded"], result.data["failed"]) == (2, 1, 1)
-        assert "has no owner phone or email" in JobRun.objects.get(pk=result.run_id).error
+        assert result.status == RunStatus.SUCCEEDED
+        assert result.data["owner_unreachable"] == 1
         good.refresh_from_db()
         bad.refresh_from_db()
-        assert (good.handled, bad.handled) == (True, False)
-        # The failed call's text-back was rolled back with it, so the next run does it whole.
-        assert [message.to for message in text_backs()] == ["+14155550150"]
+        assert (good.handled, bad.handled) == (True, True)
+        assert sorted(message.to for message in text_backs()) == ["+14155550150", "+14155550151"]
 
-    def test_invalid_stored_owner_email_fails_the_call_and_keeps_it_for_the_next_run(self, frozen):
+    def test_invalid_stored_owner_email_does_not_block_the_call(self, frozen):
         client = make_client()
         Client.objects.filter(pk=client.pk).update(owner_email="not an address")
         call = missed_call(client)
 
         result = run_job("check-missed-calls", "manual")
 
-        assert result.status == RunStatus.FAILED
+        assert result.status == RunStatus.SUCCEEDED and result.data["owner_unreachable"] == 1
         call.refresh_from_db()
-        assert call.handled is False
-        assert ScheduledMessage.objects.count() == 0
+        assert call.handled is True and [m.to for m in text_backs()] == [call.caller]
+
+    def test_withheld_caller_number_is_skipped_and_handled_not_retried_forever(self, frozen):
+        call = missed_call(make_client(), caller="+266696687")  # a carrier's stand-in for "withheld"
+
+        result = run_job("check-missed-calls", "manual")
+
+        assert result.status == RunStatus.SUCCEEDED and result.data["skipped_invalid_number"] == 1
+        call.refresh_from_db()
+        assert call.handled is True and call.texted_back is False
+        assert text_backs() == []
+
+    def test_a_client_with_bad_data_fails_only_its_call_and_the_run_is_partial(self, frozen):
+        good = missed_call(make_client("Good"), caller="+14155550150")
+        broken = make_client("Broken")
+        Client.objects.filter(pk=broken.pk).update(timezone="Mars/Olympus_Mons")
+        bad = missed_call(Client.objects.get(pk=broken.pk), caller="+14155550151")
+
+        result = run_job("check-missed-calls", "manual")
+
+        assert result.status == RunStatus.PARTIAL
+        assert (result.data["processed"], result.data["succeeded"], result.data["failed"]) == (2, 1, 1)
+        good.refresh_from_db()
+        bad.refresh_from_db()
+        assert (good.handled, bad.handled) == (True, False)
+        # The failed call's text-back was rolled back with it, so the next run does it whole.
+        assert [message.to for message in text_backs()] == ["+14155550150"]
 
 
 @pytest.mark.django_db

@@ -172,6 +172,16 @@ def test_resend_bounce_marks_the_email_undelivered():
     assert "mailbox does not exist" in message.last_error
 
 
+@pytest.mark.parametrize("event", ["email.failed", "email.suppressed"])
+def test_resend_failed_or_suppressed_email_is_undelivered_with_the_reason(event):
+    message = make_message(channel="email", provider_id="em_1")
+
+    post_resend(resend_event(event))
+
+    message.refresh_from_db()
+    assert (message.status, message.last_error_code) == (Status.UNDELIVERED, event.split(".")[1])
+
+
 def test_resend_complaint_on_a_sent_email_marks_it_undelivered():
     message = make_message(channel="email", provider_id="em_1")
 
@@ -447,3 +457,16 @@ def test_inbound_with_a_bad_signature_is_403_and_records_nothing():
 
     assert response.status_code == 403
     assert not OptOut.objects.exists() and not Message.objects.exists()
+
+
+@pytest.mark.django_db
+def test_owner_replying_to_a_notification_does_not_wait_for_a_reply():
+    from messaging.models import Client, Conversation
+    from messaging.webhooks import receive_inbound_sms
+
+    client = Client.objects.create(name="Acme", owner_phone="+14155550100", sms_from_number="+14155550999")
+    from django.utils import timezone as tz
+
+    receive_inbound_sms(sender="+14155550100", recipient="+14155550999", body="ok thanks", now=tz.now())
+    conversation = Conversation.objects.get(client=client)
+    assert conversation.last_message_direction != "in"
