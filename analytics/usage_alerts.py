@@ -12,8 +12,8 @@ from django.utils import timezone
 from analytics import metrics
 from analytics.models import UsageAlert
 from analytics.zones import local_midnight, local_today, resolve_zones
-from messaging.models import Channel, Client
-from messaging.services import schedule_message
+from messaging.models import Client
+from messaging.notify import notify_owner
 from scheduling.context import JobContext
 
 logger = logging.getLogger("analytics.usage_alerts")
@@ -31,31 +31,28 @@ def thresholds_reached(sms_count: int, allowance: int) -> list[int]:
 
 
 def _send_alert(client: Client, month: date, threshold: int, sms_count: int, log: Logger | LoggerAdapter) -> UsageAlert:
-    """Queue the owner's email (if there is an owner email) and remember the threshold.
+    """Notify the owner (email or SMS, as the client chose) and remember the threshold.
 
     The lower thresholds reached in the same step are remembered with it, so an owner who
-    jumps from 70% to 100% between two runs gets one email, not two."""
-    message = None
+    jumps from 70% to 100% between two runs gets one message, not two. An owner who cannot
+    be reached (no contact yet) is not marked as told: the alert goes out once they can be.
+    OwnerUnreachable then propagates and the client counts as failed for this run."""
+    context = {
+        "client": client,
+        "month": month,
+        "threshold": threshold,
+        "sms_count": sms_count,
+        "allowance": client.monthly_sms_allowance,
+    }
     with transaction.atomic():
-        if client.owner_email.strip():
-            context = {
-                "client": client,
-                "month": month,
-                "threshold": threshold,
-                "sms_count": sms_count,
-                "allowance": client.monthly_sms_allowance,
-            }
-            message, _ = schedule_message(
-                channel=Channel.EMAIL,
-                to=client.owner_email,
-                subject=f"{client.name}: {threshold}% of your monthly SMS allowance used",
-                body=render_to_string("emails/usage_alert.txt", context),
-                client=client,
-                idempotency_key=alert_key(client.pk, month, threshold),
-                source=SOURCE,
-            )
-        else:
-            log.warning("usage_alert_no_owner_email", extra={"client_id": client.pk, "threshold": threshold})
+        message, _ = notify_owner(
+            client,
+            subject=f"{client.name}: {threshold}% of your monthly SMS allowance used",
+            body=render_to_string("emails/usage_alert.txt", context),
+            idempotency_key=alert_key(client.pk, month, threshold),
+            source=SOURCE,
+            now=timezone.now(),
+        )
         rows = [
             UsageAlert(
                 client=client,

@@ -5,7 +5,7 @@ import time_machine
 
 from analytics.models import UsageAlert
 from analytics.usage_alerts import check_all_client_alerts
-from messaging.models import ScheduledMessage
+from messaging.models import Client, ScheduledMessage
 from scheduling.runner import run_job
 from tests.analytics.factories import make_client, make_scheduled, sms_sent, utc
 
@@ -110,13 +110,21 @@ def test_one_clients_invalid_owner_email_does_not_stop_the_others():
     assert not UsageAlert.objects.filter(client=broken).exists()
 
 
-def test_client_without_owner_email_is_remembered_without_an_email():
-    client = make_client(monthly_sms_allowance=10, owner_email="")
+def test_owner_without_email_is_texted_instead():
+    client = make_client(monthly_sms_allowance=10, owner_email="", owner_phone="+14155550100")
     sms_sent(client, utc(2025, 4, 10), 9)
     (alert,) = check_all_client_alerts(now=NOW)
-    assert (alert.client_id, alert.threshold, alert.message) == (client.pk, 80, None)
-    assert alert_emails() == []
-    assert check_all_client_alerts(now=utc(2025, 4, 21)) == []
+    assert (alert.client_id, alert.threshold) == (client.pk, 80)
+    assert (alert.message.channel, alert.message.to) == ("sms", "+14155550100")
+
+
+def test_unreachable_owner_is_alerted_once_a_contact_is_set():
+    client = make_client(monthly_sms_allowance=10, owner_email="", owner_phone="")
+    sms_sent(client, utc(2025, 4, 10), 9)
+    assert check_all_client_alerts(now=NOW) == []  # nobody to tell: not marked as told
+    Client.objects.filter(pk=client.pk).update(owner_email="owner@example.com")
+    (alert,) = check_all_client_alerts(now=utc(2025, 4, 21))
+    assert alert.threshold == 80 and alert.message.to == "owner@example.com"
 
 
 def test_daily_job_checks_usage_alerts_after_the_aggregation():
