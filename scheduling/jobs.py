@@ -13,9 +13,10 @@ from scheduling.services import check_overdue_jobs, prune_runs, reap_abandoned_r
 def watchdog(ctx: JobContext) -> None:
     """Alert on overdue jobs; mark runs left by dead processes as abandoned."""
     now = timezone.now()
+    jobs = sync_jobs()
     abandoned = reap_abandoned_runs(now)
-    overdue = check_overdue_jobs(now)
-    ctx.item_succeeded(len(sync_jobs()))
+    overdue = check_overdue_jobs(now, jobs)
+    ctx.item_succeeded(len(jobs))
     ctx.data.update({"abandoned": len(abandoned), "overdue_alerts": len(overdue)})
     if abandoned or overdue:
         ctx.log.warning("watchdog_findings", extra={"abandoned_runs": abandoned, "overdue_jobs": overdue})

@@ -38,10 +38,10 @@ def run_due_jobs(now: datetime | None = None) -> list[Any]:
     return [run_job(job.name, Trigger.MANUAL) for job in due]
 
 
-def check_overdue_jobs(now: datetime) -> list[str]:
+def check_overdue_jobs(now: datetime, jobs: list[Job] | None = None) -> list[str]:
     """Alert (once per incident) for every enabled job that missed its schedule + grace."""
     alerted = []
-    for job in sync_jobs():
+    for job in sync_jobs() if jobs is None else jobs:
         if job.is_overdue(now) and alerts.notify_overdue(job, now):
             alerted.append(job.name)
     return alerted
