@@ -17,6 +17,7 @@ from typing import Any
 
 import requests
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from urllib3.exceptions import NewConnectionError
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
@@ -121,6 +122,13 @@ def setting(name: str, default: Any = None) -> Any:
     # getattr with a default so this package works before settings.py
     # defines the provider settings.
     return getattr(settings, name, default)
+
+
+def require_settings(choice: str, names: tuple[str, ...]) -> None:
+    """Fail at start-up, saying which variable to set, when a chosen provider lacks one."""
+    for name in names:
+        if not setting(name):
+            raise ImproperlyConfigured(f"{choice} but {name} is not set: set it in .env (see .env.example)")
 
 
 def timeout_seconds() -> float:

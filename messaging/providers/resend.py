@@ -8,7 +8,6 @@ from typing import Any
 
 import requests
 import resend
-from django.core.exceptions import ImproperlyConfigured
 from resend.exceptions import ResendError
 from resend.http_client import HTTPClient
 
@@ -22,6 +21,7 @@ from .base import (
     header,
     network_error,
     parse_retry_after,
+    require_settings,
     setting,
     timeout_seconds,
 )
@@ -110,11 +110,7 @@ class ResendEmailProvider(EmailProvider):
 
     @classmethod
     def from_settings(cls) -> ResendEmailProvider:
-        for name in ("RESEND_API_KEY", "RESEND_FROM_EMAIL"):
-            if not setting(name):
-                raise ImproperlyConfigured(
-                    f"EMAIL_PROVIDER=resend but {name} is not set: set it in .env (see .env.example)"
-                )
+        require_settings("EMAIL_PROVIDER=resend", ("RESEND_API_KEY", "RESEND_FROM_EMAIL"))
         return cls(
             api_key=setting("RESEND_API_KEY"),
             from_email=setting("RESEND_FROM_EMAIL"),

@@ -9,7 +9,6 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
-from django.core.exceptions import ImproperlyConfigured
 from twilio.base.exceptions import (
     TwilioException,
     TwilioRestException,
@@ -28,6 +27,7 @@ from .base import (
     header,
     network_error,
     parse_retry_after,
+    require_settings,
     setting,
     timeout_seconds,
 )
@@ -117,11 +117,7 @@ class TwilioSmsProvider(SmsProvider):
 
     @classmethod
     def from_settings(cls) -> TwilioSmsProvider:
-        for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER"):
-            if not setting(name):
-                raise ImproperlyConfigured(
-                    f"SMS_PROVIDER=twilio but {name} is not set: set it in .env (see .env.example)"
-                )
+        require_settings("SMS_PROVIDER=twilio", ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER"))
         return cls(
             account_sid=setting("TWILIO_ACCOUNT_SID"),
             auth_token=setting("TWILIO_AUTH_TOKEN"),
