@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from django.db import transaction
 from django.db.models import F
 
-from messaging.models import Conversation, Direction
+from messaging.models import Client, Conversation, Direction
 from messaging.notify import notify_owner
 from scheduling.context import JobContext
 
@@ -77,6 +77,12 @@ def conversation_deadline(conversation: Conversation) -> datetime:
     )
 
 
+def in_business_hours(client: Client, now: datetime) -> bool:
+    """Whether `now` is inside the client's business hours (zero business minutes from now
+    is now itself only then)."""
+    return stall_deadline(now, client.timezone, client.business_hours_start, client.business_hours_end, 0) == now
+
+
 def awaiting_conversations(now: datetime) -> list[Conversation]:
     """Conversations whose last message is inbound and not yet escalated for (one query).
 
@@ -123,14 +129,23 @@ def check_agent_stalls(ctx: JobContext, now: datetime) -> None:
     awaiting = awaiting_conversations(now)
     ctx.add("checked", len(awaiting))
     stalled = []
+    open_now: dict[int, bool] = {}
     for conversation in awaiting:
         try:
             deadline = conversation_deadline(conversation)
+            if deadline > now:
+                continue
+            if conversation.client_id not in open_now:
+                open_now[conversation.client_id] = in_business_hours(conversation.client, now)
         except Exception as exc:  # a client's bad timezone or hours: this item fails, not the run
             ctx.item_failed(f"conversation {conversation.pk}", exc)
             continue
-        if deadline <= now:
+        if open_now[conversation.client_id]:
             stalled.append(conversation)
+        else:
+            # Ripe, but the owner is told during business hours only: the next tick after
+            # opening escalates it (a stall that ripened at 16:55 is not texted at 17:00).
+            ctx.add("held_until_business_hours")
 
     def work(conversation: Conversation) -> None:
         if escalate_stall(conversation, now):

@@ -234,3 +234,16 @@ def test_conversations_are_read_in_one_query(django_assert_num_queries):
         with django_assert_num_queries(1 + 4 * 7):
             check_agent_stalls(ctx, now)
     assert ctx.data == {"checked": 4, "escalated": 4}
+
+
+@pytest.mark.django_db
+def test_stall_that_ripens_at_closing_waits_for_the_next_business_morning():
+    client = make_client(business_hours_start=time(9), business_hours_end=time(17))
+    tuesday_1650_la = datetime(2026, 3, 10, 23, 50, tzinfo=UTC)
+    waiting(client, tuesday_1650_la)  # 10 business minutes pass at 17:00, as the office closes
+
+    evening = run_at(datetime(2026, 3, 11, 0, 0, tzinfo=UTC))  # Tuesday 17:00 in Los Angeles
+    assert escalations() == [] and evening.data["held_until_business_hours"] == 1
+
+    run_at(datetime(2026, 3, 11, 16, 0, tzinfo=UTC))  # Wednesday 09:00 in Los Angeles
+    assert len(escalations()) == 1
