@@ -5,11 +5,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import close_old_connections, connection
 
 from scheduling.models import JobRun
+
+if TYPE_CHECKING:
+    from scheduling.locks import Lock
 
 T = TypeVar("T")
 logger = logging.getLogger("scheduling.job")
@@ -23,15 +26,22 @@ class RunLogger(logging.LoggerAdapter):
         return msg, kwargs
 
 
+# How often a long run checks that it still holds its lock.
+LOCK_CHECK_SECONDS = 30.0
+
+
 class JobContext:
-    def __init__(self, run: JobRun, max_runtime: timedelta) -> None:
+    def __init__(self, run: JobRun, max_runtime: timedelta, lock: "Lock | None" = None) -> None:
         self.run = run
         self.job_name = run.job.name
         self.log = RunLogger(logger, {"job": self.job_name, "run_id": run.pk})
         self._deadline = time.monotonic() + max_runtime.total_seconds()
         # Stop taking work this long before the deadline, so what is started can finish.
         self._margin = min(30.0, max_runtime.total_seconds() / 10)
-        self._lock = threading.Lock()
+        self._counters_lock = threading.Lock()
+        self._job_lock = lock
+        self._lock_checked_at = time.monotonic()
+        self.lock_lost = False
         self.processed = 0
         self.succeeded = 0
         self.failed = 0
@@ -43,17 +53,28 @@ class JobContext:
         return self._deadline - time.monotonic()
 
     def should_stop(self) -> bool:
-        return self.time_left() <= self._margin
+        """True when the deadline nears, or when the job's lock was lost (another run may
+        have started elsewhere: taking more work could overlap it)."""
+        if self.time_left() <= self._margin or self.lock_lost:
+            return True
+        if self._job_lock is not None and time.monotonic() - self._lock_checked_at >= LOCK_CHECK_SECONDS:
+            self._lock_checked_at = time.monotonic()
+            if not self._job_lock.still_held():
+                self.lock_lost = True
+                self.data["lock_lost"] = 1
+                self.log.error("job_lock_lost")
+                return True
+        return False
 
     # --- per-item reporting (thread-safe: delivery reports from a pool) -------------------
     def item_succeeded(self, count: int = 1) -> None:
-        with self._lock:
+        with self._counters_lock:
             self.processed += count
             self.succeeded += count
 
     def item_failed(self, item: object, exc: BaseException | str) -> None:
         reason = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
-        with self._lock:
+        with self._counters_lock:
             self.processed += 1
             self.failed += 1
             if len(self.errors) < 20:
@@ -62,7 +83,7 @@ class JobContext:
 
     def add(self, key: str, amount: int = 1) -> None:
         """Count something job-specific (e.g. "escalated") into the run's summary."""
-        with self._lock:
+        with self._counters_lock:
             self.data[key] = self.data.get(key, 0) + amount
 
     def each(self, items: Iterable[T], work: Callable[[T], object]) -> None:

@@ -20,6 +20,8 @@ from django.db import connection
 class Lock(Protocol):
     def release(self) -> None: ...
 
+    def still_held(self) -> bool: ...
+
 
 def _key(name: str) -> int:
     digest = hashlib.blake2b(f"cron-job:{name}".encode(), digest_size=8).digest()
@@ -30,6 +32,15 @@ class _AdvisoryLock:
     def __init__(self, conn: psycopg.Connection, key: int) -> None:
         self._conn = conn
         self._key = key
+
+    def still_held(self) -> bool:
+        """False once the lock's session is gone (a failover, a dropped connection): then
+        another host may take the lock, and this run must stop taking work."""
+        try:
+            self._conn.execute("SELECT 1")
+        except psycopg.Error:
+            return False
+        return not self._conn.closed
 
     def release(self) -> None:
         # Ending the session releases the lock; closing is all it takes, and it cannot fail
@@ -43,6 +54,9 @@ class _AdvisoryLock:
 class _FileLock:
     def __init__(self, fd: int) -> None:
         self._fd = fd
+
+    def still_held(self) -> bool:
+        return True  # an flock lives as long as this process holds the descriptor
 
     def release(self) -> None:
         os.close(self._fd)  # closing the descriptor drops the flock

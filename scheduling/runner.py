@@ -153,13 +153,15 @@ def run_job(
         replay = _find_replay(job, idempotency_key)
         if replay is not None:
             return result_from_run(replay, replayed=True)
-        return _execute(spec, job, trigger, idempotency_key, planned_at)
+        return _execute(spec, job, trigger, idempotency_key, planned_at, lock)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _execute(spec: registry.JobSpec, job: Job, trigger: str, key: str, planned_at: datetime | None) -> RunResult:
+def _execute(
+    spec: registry.JobSpec, job: Job, trigger: str, key: str, planned_at: datetime | None, lock: locks.Lock | None
+) -> RunResult:
     if key:
         # A key is honoured for CRON_IDEMPOTENCY_HOURS; an older run gives it up (only an
         # older one: a run with this key started a moment ago by a concurrent request keeps
@@ -179,7 +181,7 @@ def _execute(spec: registry.JobSpec, job: Job, trigger: str, key: str, planned_a
             )
     except IntegrityError:  # the same key, started concurrently by a job that allows it
         return result_from_run(_find_replay(job, key), replayed=True)
-    ctx = JobContext(run, spec.max_runtime)
+    ctx = JobContext(run, spec.max_runtime, lock)
     ctx.log.info("job_started", extra={"trigger": trigger})
     error = tb = ""
     try:

@@ -1,4 +1,5 @@
 import time
+from datetime import timedelta
 
 import pytest
 from django.core import mail
@@ -132,3 +133,24 @@ def test_run_whose_database_connection_dies_is_recorded_as_failed(sample_jobs_re
     run = JobRun.objects.get(pk=result.run_id)
     assert run.status == RunStatus.FAILED and "OperationalError" in run.error
     assert Job.objects.get(name="test-db-drop").last_status == RunStatus.FAILED
+
+
+def test_run_whose_lock_session_is_ended_stops_taking_work(sample_jobs_registered, monkeypatch):
+    from django.db import connection
+
+    from scheduling import context
+    from scheduling.context import JobContext
+    from scheduling.services import ensure_job
+    from tests.scheduling.sample_jobs import SPECS
+
+    monkeypatch.setattr(context, "LOCK_CHECK_SECONDS", 0.0)
+    lock = locks.acquire("test-ok")
+    run = JobRun.objects.create(job=ensure_job(SPECS[3]), trigger="manual")
+    ctx = JobContext(run, timedelta(minutes=10), lock)
+    assert not ctx.should_stop()
+    with connection.cursor() as cursor:  # a failover or a dropped connection ends the session
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'cron-lock:test-ok'"
+        )
+    assert ctx.should_stop() and ctx.data["lock_lost"] == 1
+    lock.release()
