@@ -144,6 +144,9 @@ def receive_inbound_sms(*, sender: str, recipient: str, body: str, now: datetime
     Raises ValidationError when the sender is not a phone number (a short code, say).
     """
     phone = normalize_phone(sender)
+    if sid and Message.objects.filter(provider_message_id=sid).exists():
+        logger.info("sms_received_again", extra={"provider_message_id": sid})  # Twilio retried the webhook
+        return ""
     client = client_for_number(recipient)
     keyword = body.strip().upper()
     action = ""
@@ -160,7 +163,7 @@ def receive_inbound_sms(*, sender: str, recipient: str, body: str, now: datetime
         # owner answering a notification is not a contact waiting for the client either
         # (escalating it would text the owner about the owner, round and round).
         awaits_reply = action != "opt_out" and phone != client.owner_phone
-        conversation_id = record_inbound_message(client, phone, body, now, awaits_reply=awaits_reply)
+        conversation_id = record_inbound_message(client, phone, body, now, awaits_reply=awaits_reply, sid=sid)
     logger.info(
         "sms_received",
         extra={
@@ -173,7 +176,9 @@ def receive_inbound_sms(*, sender: str, recipient: str, body: str, now: datetime
     return action
 
 
-def record_inbound_message(client: Client, phone: str, body: str, now: datetime, *, awaits_reply: bool) -> int:
+def record_inbound_message(
+    client: Client, phone: str, body: str, now: datetime, *, awaits_reply: bool, sid: str = ""
+) -> int:
     """Add the message to the client's conversation with `phone` (created if new); its id."""
     with transaction.atomic():
         # Two texts at once from a new number must not open two conversations, and nothing
@@ -183,7 +188,9 @@ def record_inbound_message(client: Client, phone: str, body: str, now: datetime,
         if conversation is None:
             lead = Lead.objects.filter(client=client, phone=phone).order_by("-created_at").first()
             conversation = Conversation.objects.create(client=client, lead=lead, phone=phone, created_at=now)
-        Message.objects.create(conversation=conversation, direction=Direction.INBOUND, body=body, created_at=now)
+        Message.objects.create(
+            conversation=conversation, direction=Direction.INBOUND, body=body, created_at=now, provider_message_id=sid
+        )
         if conversation.lead_id:
             Lead.objects.filter(pk=conversation.lead_id).update(last_activity_at=now)
         if awaits_reply:

@@ -127,9 +127,18 @@ class Message(models.Model):
     direction = models.CharField(max_length=3, choices=Direction.choices)
     body = models.TextField()
     created_at = models.DateTimeField(default=utc_now)
+    # Twilio's MessageSid of an inbound SMS: a webhook Twilio retries is recorded once.
+    provider_message_id = models.CharField(max_length=64, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["conversation", "created_at"], name="message_conv_created")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider_message_id"],
+                name="message_unique_provider_id",
+                condition=~models.Q(provider_message_id=""),
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.direction} {self.created_at:%Y-%m-%d %H:%M}"

@@ -3,6 +3,7 @@
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -61,8 +62,11 @@ def twilio_status(sid: str = "SM123", status: str = "delivered", **extra: str):
     return post_twilio("/webhooks/twilio/status/", params)
 
 
-def text_in(body: str, to: str = CLIENT_NUMBER, sender: str = ALICE):
-    params = {"MessageSid": "SMin1", "From": sender, "To": to, "Body": body}
+_inbound_sids = itertools.count(1)
+
+
+def text_in(body: str, to: str = CLIENT_NUMBER, sender: str = ALICE, sid: str | None = None):
+    params = {"MessageSid": sid or f"SMin{next(_inbound_sids)}", "From": sender, "To": to, "Body": body}
     return post_twilio("/webhooks/twilio/inbound/", params)
 
 
@@ -414,6 +418,16 @@ def test_inbound_message_opens_a_conversation_awaiting_a_reply():
     assert (conversation.last_message_at, conversation.last_message_direction) == (NOW, "in")
     message = Message.objects.get()
     assert (message.direction, message.body, message.created_at) == ("in", "Can I move my appointment?", NOW)
+
+
+def test_inbound_webhook_retried_by_twilio_is_recorded_once():
+    make_client()
+
+    first = text_in("Can I move my appointment?", sid="SMretried")
+    again = text_in("Can I move my appointment?", sid="SMretried")
+
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert Message.objects.count() == 1
 
 
 def test_next_inbound_message_joins_the_same_conversation_and_clears_the_escalation():
