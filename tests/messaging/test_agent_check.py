@@ -5,11 +5,10 @@ import time_machine
 
 from messaging.agent_check import check_agent_stalls, stall_deadline
 from messaging.models import Client, Conversation, ScheduledMessage
-from scheduling import registry
 from scheduling.context import JobContext
 from scheduling.models import JobRun, RunStatus
-from scheduling.runner import run_job
-from scheduling.services import ensure_job
+from tests.jobs import job_context as shared_job_context
+from tests.jobs import run_job_at
 
 # Tuesday 10 March 2026, 17:00 UTC: 10:00 in Los Angeles (PDT since 8 March), Wednesday 06:00 in Auckland.
 TUESDAY_10AM_LA = datetime(2026, 3, 10, 17, 0, tzinfo=UTC)
@@ -31,13 +30,11 @@ def escalations() -> list[ScheduledMessage]:
 
 
 def run_at(when: datetime):
-    with time_machine.travel(when, tick=False):
-        return run_job("agent-check", "manual")
+    return run_job_at("agent-check", when)
 
 
 def job_context() -> JobContext:
-    run = JobRun.objects.create(job=ensure_job(registry.get("agent-check")), trigger="manual")
-    return JobContext(run, timedelta(minutes=10))
+    return shared_job_context("agent-check", timedelta(minutes=10))
 
 
 @pytest.mark.django_db

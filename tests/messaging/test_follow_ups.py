@@ -5,11 +5,10 @@ import time_machine
 
 from messaging.follow_ups import send_follow_up_reminders
 from messaging.models import Client, Lead, LeadStatus, ScheduledMessage
-from scheduling import registry
 from scheduling.context import JobContext
 from scheduling.models import JobRun, RunStatus
-from scheduling.runner import run_job
-from scheduling.services import ensure_job
+from tests.jobs import job_context as shared_job_context
+from tests.jobs import run_job_at
 
 NOW = datetime(2026, 3, 10, 15, 0, tzinfo=UTC)  # Tuesday; 16:00 in Berlin
 
@@ -31,13 +30,11 @@ def reminders(source: str) -> list[ScheduledMessage]:
 
 
 def run_at(when: datetime):
-    with time_machine.travel(when, tick=False):
-        return run_job("follow-ups", "manual")
+    return run_job_at("follow-ups", when)
 
 
 def job_context() -> JobContext:
-    run = JobRun.objects.create(job=ensure_job(registry.get("follow-ups")), trigger="manual")
-    return JobContext(run, timedelta(minutes=20))
+    return shared_job_context("follow-ups", timedelta(minutes=20))
 
 
 @pytest.mark.django_db

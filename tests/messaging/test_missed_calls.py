@@ -7,11 +7,10 @@ from django.db import connection, transaction
 
 from messaging.missed_calls import check_missed_calls
 from messaging.models import Call, CallStatus, Client, Lead, OptOut, ScheduledMessage, Status
-from scheduling import registry
 from scheduling.context import JobContext
-from scheduling.models import JobRun, RunStatus
+from scheduling.models import RunStatus
 from scheduling.runner import run_job
-from scheduling.services import ensure_job
+from tests.jobs import job_context as shared_job_context
 
 NOW = datetime(2026, 3, 10, 15, 0, tzinfo=UTC)
 CALLER = "+14155550142"
@@ -44,8 +43,7 @@ def owner_notices() -> list[ScheduledMessage]:
 
 
 def job_context() -> JobContext:
-    run = JobRun.objects.create(job=ensure_job(registry.get("check-missed-calls")), trigger="manual")
-    return JobContext(run, timedelta(minutes=4))
+    return shared_job_context("check-missed-calls", timedelta(minutes=4))
 
 
 @pytest.mark.django_db
