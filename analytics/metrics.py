@@ -20,7 +20,7 @@ from django.db import connection
 
 from messaging.models import Call, Conversation, Lead, Message, ScheduledMessage
 
-# The source messaging's agent check gives its escalations (messaging.agent_check.SOURCE);
+# The source messaging's agent check gives its escalations (messaging.automations.agent_check.SOURCE);
 # a plain constant so analytics does not import a job module.
 ESCALATION_SOURCE = "agent-stall"
 # How far before a window the response query reads to learn whether a message continues a

@@ -12,8 +12,8 @@ from django.utils import timezone
 from analytics import metrics
 from analytics.models import UsageAlert
 from analytics.zones import local_midnight, local_today, resolve_zones
+from messaging.automations.notify import notify_owner
 from messaging.models import Client
-from messaging.notify import notify_owner
 from scheduling.context import JobContext
 
 logger = logging.getLogger("analytics.usage_alerts")

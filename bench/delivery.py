@@ -67,7 +67,7 @@ def fake_server(latency: float):
 def point_providers_at(url: str) -> None:
     from django.conf import settings
 
-    from messaging.providers import reset_providers
+    from messaging.delivery.providers import reset_providers
     from tests.fakes.providers import (
         FAKE_ACCOUNT_SID,
         FAKE_AUTH_TOKEN,

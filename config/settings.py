@@ -171,7 +171,7 @@ PROVIDER_TIMEOUT_SECONDS = env.float("PROVIDER_TIMEOUT_SECONDS", default=10.0)
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="")
 DEFAULT_FROM_EMAIL = RESEND_FROM_EMAIL or "cron@localhost"
 # Django's mail API (used for cron alerts) goes through the configured email provider.
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="messaging.mail_backend.ProviderEmailBackend")
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="messaging.delivery.mail_backend.ProviderEmailBackend")
 
 # --- Delivery -------------------------------------------------------------------------------
 DELIVERY_CONCURRENCY = env.int("DELIVERY_CONCURRENCY", default=8)

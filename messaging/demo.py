@@ -15,7 +15,8 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from messaging.agent_check import stall_key
+from messaging.automations.agent_check import stall_key
+from messaging.automations.notify import owner_contact
 from messaging.models import (
     Call,
     CallStatus,
@@ -29,7 +30,6 @@ from messaging.models import (
     ScheduledMessage,
     Status,
 )
-from messaging.notify import owner_contact
 
 DEMO_CLIENTS = (
     {

@@ -1,8 +1,11 @@
-"""Messaging's jobs: delivery of the queue here; the jobs users buy it for in business_jobs."""
+"""Messaging's jobs. Each adapts a domain function (which takes `now` and plain arguments) to
+a run: it reads the time once, isolates items through the context, and counts outcomes."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from messaging import business_jobs  # noqa: F401  (registers its jobs on import)
+from django.utils import timezone
+
+from messaging.automations import agent_check, follow_ups, missed_calls
 from scheduling.context import JobContext
 from scheduling.registry import register
 
@@ -20,6 +23,68 @@ def process_scheduled(ctx: JobContext) -> None:
     """Deliver due scheduled SMS and email."""
     # Imported here: the provider SDKs cost ~0.1 s to import, which every other cron command
     # (started every few minutes) would otherwise pay.
-    from messaging.delivery import deliver_due_messages
+    from messaging.delivery.sending import deliver_due_messages
 
     deliver_due_messages(ctx)
+
+
+# Grace: one missed tick is normal under load; two in a row is worth an alert.
+# Max runtime: below the interval, so a slow run leaves the rest to the next tick.
+@register("check-missed-calls", schedule="*/5 * * * *", grace=timedelta(minutes=10), max_runtime=timedelta(minutes=4))
+def check_missed_calls(ctx: JobContext, now: datetime | None = None) -> None:
+    """Text back missed calls from the client's number and notify the owner."""
+    now = now or timezone.now()
+
+    def work(call: missed_calls.Call, facts: missed_calls.CallFacts) -> None:
+        outcome = missed_calls.handle_missed_call(call, facts, now)
+        if outcome in (missed_calls.TEXTED, missed_calls.ALREADY_HANDLED):
+            ctx.add(outcome)
+        else:
+            ctx.add("skipped")
+            ctx.add(f"skipped_{outcome}")
+        ctx.log.info("missed_call_handled", extra={"call_id": call.pk, "client_id": call.client_id, "outcome": outcome})
+
+    ctx.data.setdefault("texted", 0)
+    ctx.data.setdefault("skipped", 0)
+    for calls in missed_calls.unhandled_call_batches(now, ctx.should_stop):
+        facts = missed_calls.gather_call_facts(calls, now)
+        ctx.each(calls, lambda call, facts=facts: work(call, facts))
+        if facts.owner_unreachable:
+            ctx.add("owner_unreachable", facts.owner_unreachable)
+
+
+@register("agent-check", schedule="*/15 * * * *", grace=timedelta(minutes=20), max_runtime=timedelta(minutes=10))
+def check_agent_stalls(ctx: JobContext, now: datetime | None = None) -> None:
+    """Escalate conversations waiting on a reply past the client's threshold in business hours."""
+    now = now or timezone.now()
+    awaiting = agent_check.awaiting_conversations(now)
+    ctx.add("checked", len(awaiting))
+    stalls = agent_check.sort_stalls(awaiting, now)
+    for conversation, exc in stalls.errors:
+        ctx.item_failed(f"conversation {conversation.pk}", exc)
+    if stalls.held:
+        ctx.add("held_until_business_hours", stalls.held)
+
+    def work(conversation: agent_check.Conversation) -> None:
+        if agent_check.escalate_stall(conversation, now):
+            ctx.add("escalated")
+            ctx.log.info(
+                "agent_stall_escalated", extra={"conversation_id": conversation.pk, "client_id": conversation.client_id}
+            )
+
+    ctx.each(stalls.stalled, work)
+    ctx.data.setdefault("escalated", 0)
+
+
+@register("follow-ups", schedule="*/30 * * * *", grace=timedelta(minutes=40), max_runtime=timedelta(minutes=20))
+def send_follow_up_reminders(ctx: JobContext, now: datetime | None = None) -> None:
+    """Remind owners of follow-ups that came due and of qualified leads idle for 7+ days."""
+    now = now or timezone.now()
+
+    def work(reminder: follow_ups.Reminder) -> None:
+        if follow_ups.send_reminder(reminder, now):
+            ctx.add("follow_ups" if reminder.kind == follow_ups.FOLLOW_UP else "re_engagements")
+
+    ctx.data.setdefault("follow_ups", 0)
+    ctx.data.setdefault("re_engagements", 0)
+    ctx.each(follow_ups.pending_reminders(now), work)

@@ -43,8 +43,13 @@ class _AdvisoryLock:
         return not self._conn.closed
 
     def release(self) -> None:
-        # Ending the session releases the lock; closing is all it takes, and it cannot fail
-        # in a way that should hide how the run ended (a connection already gone included).
+        # Unlock explicitly before closing: the server ends a closed session asynchronously,
+        # so the lock could still show as held (and a run starting right after this one
+        # would skip as "already running"). Neither step may hide how the run ended.
+        try:
+            self._conn.execute("SELECT pg_advisory_unlock_all()")
+        except psycopg.Error:
+            pass
         try:
             self._conn.close()
         except psycopg.Error:

@@ -226,6 +226,6 @@ def test_client_with_an_invalid_timezone_makes_the_daily_run_partial_and_the_oth
 
 
 def test_escalations_are_counted_under_the_source_the_agent_check_uses():
-    from messaging import agent_check
+    from messaging.automations import agent_check
 
     assert ESCALATION_SOURCE == agent_check.SOURCE

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from messaging.providers import reset_providers
+from messaging.delivery.providers import reset_providers
 
 from .providers import (
     FAKE_ACCOUNT_SID,

@@ -3,7 +3,8 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 import time_machine
 
-from messaging.agent_check import check_agent_stalls, stall_deadline
+from messaging.automations.agent_check import stall_deadline
+from messaging.jobs import check_agent_stalls
 from messaging.models import Client, Conversation, ScheduledMessage
 from scheduling.context import JobContext
 from scheduling.models import JobRun, RunStatus

@@ -5,11 +5,11 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from messaging.claiming import release
-from messaging.delivery import deliver_due_messages
+from messaging.delivery.claiming import release
+from messaging.delivery.outcomes import backoff
+from messaging.delivery.reconcile import recover_expired_leases
+from messaging.delivery.sending import deliver_due_messages
 from messaging.models import DeliveryAttempt, OptOut, ScheduledMessage, Status
-from messaging.outcomes import backoff
-from messaging.reconcile import recover_expired_leases
 from scheduling.context import JobContext
 from scheduling.models import JobRun
 from scheduling.runner import run_job
@@ -268,7 +268,7 @@ def test_sms_timeout_on_the_last_attempt_is_reconciled_not_failed_blindly(provid
 
 
 def test_a_send_is_not_started_when_its_lease_is_about_to_end(provider_settings, fake_providers):
-    from messaging.delivery import send_one
+    from messaging.delivery.sending import send_one
 
     message = sms()
     message.lease_expires_at = timezone.now() + timedelta(seconds=10)
@@ -277,8 +277,8 @@ def test_a_send_is_not_started_when_its_lease_is_about_to_end(provider_settings,
 
 
 def test_outcome_of_a_claim_taken_over_by_recovery_changes_nothing(provider_settings, fake_providers):
-    from messaging.outcomes import SendOutcome, record
-    from messaging.providers.base import SendResult
+    from messaging.delivery.outcomes import SendOutcome, record
+    from messaging.delivery.providers.base import SendResult
 
     message = sms()
     ScheduledMessage.objects.filter(pk=message.pk).update(status=Status.SENDING, claimed_by="recovering-host:7")

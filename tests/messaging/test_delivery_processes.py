@@ -86,7 +86,7 @@ def test_four_workers_and_http_triggers_send_each_message_exactly_once(fake_prov
     for name, value in provider_env(fake_providers).items():
         if name not in ("SMS_PROVIDER", "EMAIL_PROVIDER"):
             setattr(settings, name, float(value) if name.endswith(("_RATE", "_SECONDS")) else value)
-    from messaging.providers import reset_providers
+    from messaging.delivery.providers import reset_providers
 
     reset_providers()
     answers: list[int] = []
@@ -136,7 +136,7 @@ def test_kill_9_mid_batch_loses_nothing_and_sends_nothing_twice(fake_providers):
     from django.test import override_settings
 
     overrides = {k: (float(v) if k.endswith(("_RATE", "_SECONDS")) else v) for k, v in settings_env.items()}
-    from messaging.providers import reset_providers
+    from messaging.delivery.providers import reset_providers
 
     with override_settings(**overrides), time_machine.travel(timezone.now() + timedelta(minutes=10), tick=False):
         reset_providers()

@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
-from messaging.follow_ups import send_follow_up_reminders
+from messaging.jobs import send_follow_up_reminders
 from messaging.models import Client, Lead, LeadStatus, ScheduledMessage
 from scheduling.context import JobContext
 from scheduling.models import JobRun, RunStatus

@@ -5,7 +5,7 @@ import pytest
 import time_machine
 from django.db import connection, transaction
 
-from messaging.missed_calls import check_missed_calls
+from messaging.jobs import check_missed_calls
 from messaging.models import Call, CallStatus, Client, Lead, OptOut, ScheduledMessage, Status
 from scheduling.context import JobContext
 from scheduling.models import RunStatus

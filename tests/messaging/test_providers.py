@@ -9,16 +9,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from messaging.providers import (
+from messaging.delivery.providers import (
     EmailPayload,
     PermanentError,
     TransientError,
     get_email_provider,
     get_sms_provider,
 )
-from messaging.providers.base import parse_retry_after
-from messaging.providers.console import ConsoleEmailProvider, ConsoleSmsProvider
-from messaging.providers.ratelimit import TokenBucket
+from messaging.delivery.providers.base import parse_retry_after
+from messaging.delivery.providers.console import ConsoleEmailProvider, ConsoleSmsProvider
+from messaging.delivery.ratelimit import TokenBucket
 from tests.fakes.providers import FAKE_FROM_NUMBER, unused_port_url
 
 ALICE = "+15550000001"

@@ -13,7 +13,7 @@ from django.test import Client as HttpClient
 from twilio.request_validator import RequestValidator
 
 from messaging.models import Client, Conversation, Lead, Message, OptOut, ScheduledMessage, Status
-from messaging.webhooks import SignatureError, verify_svix_signature
+from messaging.web.webhooks import SignatureError, verify_svix_signature
 
 pytestmark = pytest.mark.django_db
 
@@ -476,7 +476,7 @@ def test_inbound_with_a_bad_signature_is_403_and_records_nothing():
 @pytest.mark.django_db
 def test_owner_replying_to_a_notification_does_not_wait_for_a_reply():
     from messaging.models import Client, Conversation
-    from messaging.webhooks import receive_inbound_sms
+    from messaging.web.webhooks import receive_inbound_sms
 
     client = Client.objects.create(name="Acme", owner_phone="+14155550100", sms_from_number="+14155550999")
     from django.utils import timezone as tz

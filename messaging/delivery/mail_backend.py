@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 
-from messaging.providers import get_email_provider
-from messaging.providers.base import EmailPayload, ProviderError
+from messaging.delivery.providers import get_email_provider
+from messaging.delivery.providers.base import EmailPayload, ProviderError
 
 
 class ProviderEmailBackend(BaseEmailBackend):

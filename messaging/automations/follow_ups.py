@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from messaging.automations.notify import notify_owner
 from messaging.models import Lead, LeadStatus, ScheduledMessage
-from messaging.notify import notify_owner
-from scheduling.context import JobContext
 
 IDLE_AFTER = timedelta(days=7)
 LOOKBACK = timedelta(days=30)
@@ -119,16 +118,3 @@ def send_reminder(reminder: Reminder, now: datetime) -> bool:
         now=now,
     )
     return created
-
-
-def send_follow_up_reminders(ctx: JobContext, now: datetime) -> None:
-    """Remind owners of due follow-ups and idle qualified leads; counts per kind in the summary."""
-    reminders = pending_reminders(now)
-
-    def work(reminder: Reminder) -> None:
-        if send_reminder(reminder, now):
-            ctx.add("follow_ups" if reminder.kind == FOLLOW_UP else "re_engagements")
-
-    ctx.data.setdefault("follow_ups", 0)
-    ctx.data.setdefault("re_engagements", 0)
-    ctx.each(reminders, work)

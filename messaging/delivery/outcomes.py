@@ -9,11 +9,11 @@ from datetime import datetime, timedelta
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from messaging.claiming import WORKER
 from messaging.conversations import record_outbound_sms
+from messaging.delivery.claiming import WORKER
+from messaging.delivery.providers.base import PermanentError, SendResult
 from messaging.models import Channel, DeliveryAttempt, Outcome, ScheduledMessage, Status, transition
 from messaging.optouts import record_opt_out
-from messaging.providers.base import PermanentError, SendResult
 
 BACKOFF_BASE_SECONDS = 30
 BACKOFF_CAP_SECONDS = 3600

@@ -15,12 +15,12 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 
-from messaging.claiming import WORKER
+from messaging.delivery.claiming import WORKER
+from messaging.delivery.providers import get_sms_provider
+from messaging.delivery.providers.base import ProviderError
 from messaging.models import Channel, DeliveryAttempt, Outcome, ScheduledMessage, Status, transition
-from messaging.providers import get_sms_provider
-from messaging.providers.base import ProviderError
 
-logger = logging.getLogger("messaging.reconcile")
+logger = logging.getLogger("messaging.delivery.reconcile")
 CLOCK_SKEW = timedelta(seconds=30)  # our clock vs Twilio's when comparing creation times
 RECOVERY_BATCH = 200
 

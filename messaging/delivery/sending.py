@@ -9,12 +9,12 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from messaging.claiming import claim_due_messages, release
+from messaging.delivery.claiming import claim_due_messages, release
+from messaging.delivery.outcomes import SendOutcome, record_many
+from messaging.delivery.providers import get_email_provider, get_sms_provider
+from messaging.delivery.providers.base import EmailPayload
+from messaging.delivery.reconcile import recover_expired_leases
 from messaging.models import Channel, ScheduledMessage
-from messaging.outcomes import SendOutcome, record_many
-from messaging.providers import get_email_provider, get_sms_provider
-from messaging.providers.base import EmailPayload
-from messaging.reconcile import recover_expired_leases
 from scheduling.context import JobContext
 
 # A send must start this long before its lease ends: a worker that stalled (a paused VM, a

@@ -18,6 +18,8 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from messaging.delivery.ratelimit import TokenBucket, bucket_for
+
 from .base import (
     PermanentError,
     ProviderError,
@@ -31,7 +33,6 @@ from .base import (
     setting,
     timeout_seconds,
 )
-from .ratelimit import TokenBucket, bucket_for
 
 # Invalid number, not a mobile number, recipient replied STOP. The caller
 # records an opt-out for 21610, so it must see that exact code.

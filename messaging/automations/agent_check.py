@@ -9,15 +9,15 @@ which message it escalated for. A reply or a newer inbound message moves `last_m
 so the next stall is a new one.
 """
 
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from django.db import transaction
 from django.db.models import F
 
+from messaging.automations.notify import notify_owner
 from messaging.models import Client, Conversation, Direction
-from messaging.notify import notify_owner
-from scheduling.context import JobContext
 
 DEFAULT_STALL_MINUTES = 10
 WORKDAYS = frozenset(range(5))  # Monday..Friday (date.weekday())
@@ -124,36 +124,30 @@ def escalate_stall(conversation: Conversation, now: datetime) -> bool:
     return created
 
 
-def check_agent_stalls(ctx: JobContext, now: datetime) -> None:
-    """Escalate every conversation stalled past its client's threshold in business minutes."""
-    awaiting = awaiting_conversations(now)
-    ctx.add("checked", len(awaiting))
-    stalled = []
+@dataclass
+class StallSort:
+    stalled: list[Conversation] = field(default_factory=list)  # ripe, owner open: escalate now
+    held: int = 0  # ripe, but outside business hours: the next tick after opening escalates
+    errors: list[tuple[Conversation, Exception]] = field(default_factory=list)  # bad zone or hours
+
+
+def sort_stalls(awaiting: list[Conversation], now: datetime) -> StallSort:
+    """Which waiting conversations are stalled past their client's threshold in business
+    minutes, and may be escalated now (the owner is told during business hours only: a stall
+    that ripened at 16:55 is not texted at 17:00)."""
+    result = StallSort()
     open_now: dict[int, bool] = {}
     for conversation in awaiting:
         try:
-            deadline = conversation_deadline(conversation)
-            if deadline > now:
+            if conversation_deadline(conversation) > now:
                 continue
             if conversation.client_id not in open_now:
                 open_now[conversation.client_id] = in_business_hours(conversation.client, now)
         except Exception as exc:  # a client's bad timezone or hours: this item fails, not the run
-            ctx.item_failed(f"conversation {conversation.pk}", exc)
+            result.errors.append((conversation, exc))
             continue
         if open_now[conversation.client_id]:
-            stalled.append(conversation)
+            result.stalled.append(conversation)
         else:
-            # Ripe, but the owner is told during business hours only: the next tick after
-            # opening escalates it (a stall that ripened at 16:55 is not texted at 17:00).
-            ctx.add("held_until_business_hours")
-
-    def work(conversation: Conversation) -> None:
-        if escalate_stall(conversation, now):
-            ctx.add("escalated")
-            ctx.log.info(
-                "agent_stall_escalated",
-                extra={"conversation_id": conversation.pk, "client_id": conversation.client_id},
-            )
-
-    ctx.each(stalled, work)
-    ctx.data.setdefault("escalated", 0)
+            result.held += 1
+    return result

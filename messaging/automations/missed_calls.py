@@ -7,7 +7,7 @@ The idempotency keys make a retry after a crash between commit and report harmle
 """
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -16,14 +16,13 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 
+from messaging.automations.notify import OwnerUnreachable, notify_owner
 from messaging.models import Call, CallStatus, Channel, Client, Lead, ScheduledMessage, Status
-from messaging.notify import OwnerUnreachable, notify_owner
 from messaging.optouts import OptOuts, opt_outs_for
 from messaging.phones import normalize_phone
 from messaging.services import schedule_message
-from scheduling.context import JobContext
 
-logger = logging.getLogger("messaging.missed_calls")
+logger = logging.getLogger("messaging.automations.missed_calls")
 DEFAULT_TEXT_BACK = "Sorry we missed your call at {client}! How can we help? Reply STOP to opt out."
 # A number the client texted this recently is already in a conversation: don't pile on.
 RECENTLY_TEXTED = timedelta(hours=24)
@@ -163,35 +162,13 @@ def _unhandled_calls(now: datetime, after: tuple[datetime, int] | None) -> list[
     return list(calls.select_related("client").order_by("started_at", "pk")[:BATCH_SIZE])
 
 
-def _batches(now: datetime, ctx: JobContext) -> Iterable[list[Call]]:
+def unhandled_call_batches(now: datetime, should_stop: Callable[[], bool] = lambda: False) -> Iterator[list[Call]]:
+    """Missed calls not yet handled, oldest first, a batch at a time until `should_stop()`."""
     # Keyset pagination: a call that failed stays unhandled and must not be fetched again.
     after = None
-    while not ctx.should_stop():
+    while not should_stop():
         calls = _unhandled_calls(now, after)
         if not calls:
             return
         yield calls
         after = (calls[-1].started_at, calls[-1].pk)
-
-
-def check_missed_calls(ctx: JobContext, now: datetime) -> None:
-    """Handle every missed call not yet handled (oldest first), reporting texted/skipped counts."""
-
-    def work(call: Call, facts: CallFacts) -> None:
-        outcome = handle_missed_call(call, facts, now)
-        if outcome == TEXTED:
-            ctx.add("texted")
-        elif outcome == ALREADY_HANDLED:
-            ctx.add("already_handled")
-        else:
-            ctx.add("skipped")
-            ctx.add(f"skipped_{outcome}")
-        ctx.log.info("missed_call_handled", extra={"call_id": call.pk, "client_id": call.client_id, "outcome": outcome})
-
-    ctx.data.setdefault("texted", 0)
-    ctx.data.setdefault("skipped", 0)
-    for calls in _batches(now, ctx):
-        facts = gather_call_facts(calls, now)
-        ctx.each(calls, lambda call, facts=facts: work(call, facts))
-        if facts.owner_unreachable:
-            ctx.add("owner_unreachable", facts.owner_unreachable)

@@ -16,6 +16,8 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
+from messaging.delivery.ratelimit import reset_buckets
+
 from .base import (
     EmailPayload,
     EmailProvider,
@@ -26,7 +28,6 @@ from .base import (
     TransientError,
     setting,
 )
-from .ratelimit import reset_buckets
 
 __all__ = [
     "EmailPayload",
@@ -131,4 +132,4 @@ def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
         reset_providers()
 
 
-setting_changed.connect(_on_setting_changed, dispatch_uid="messaging.providers.reset")
+setting_changed.connect(_on_setting_changed, dispatch_uid="messaging.delivery.providers.reset")

@@ -22,7 +22,7 @@ from messaging import selectors
 from messaging.models import Channel, Client, ScheduledMessage, Status
 from messaging.services import cancel_message, retry_message
 
-logger = logging.getLogger("messaging.pages")
+logger = logging.getLogger("messaging.web.pages")
 
 PAGE_SIZE = 50
 

@@ -38,7 +38,7 @@ from messaging.models import (
 from messaging.optouts import record_opt_out, remove_opt_out
 from messaging.phones import normalize_phone
 
-logger = logging.getLogger("messaging.webhooks")
+logger = logging.getLogger("messaging.web.webhooks")
 
 # Twilio's default opt-out / opt-in keywords; matched against the whole trimmed body.
 STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})

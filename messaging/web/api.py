@@ -22,10 +22,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from messaging.models import Channel, ScheduledMessage, Status
-from messaging.serializers import EnqueueSerializer, MessageDetailSerializer, MessageSerializer
 from messaging.services import cancel_message, retry_message, schedule_message
+from messaging.web.serializers import EnqueueSerializer, MessageDetailSerializer, MessageSerializer
 
-logger = logging.getLogger("messaging.api")
+logger = logging.getLogger("messaging.web.api")
 
 API_KEY_PREFIX = "api:"
 LIST_FILTERS: dict[str, list[str]] = {"status": Status.values, "channel": Channel.values}

@@ -11,6 +11,8 @@ import resend
 from resend.exceptions import ResendError
 from resend.http_client import HTTPClient
 
+from messaging.delivery.ratelimit import TokenBucket, bucket_for
+
 from .base import (
     EmailPayload,
     EmailProvider,
@@ -25,7 +27,6 @@ from .base import (
     setting,
     timeout_seconds,
 )
-from .ratelimit import TokenBucket, bucket_for
 
 DEFAULT_API_URL = "https://api.resend.com"
 MAX_BATCH = 100  # Resend rejects larger batches

@@ -1,0 +1,1 @@
+"""HTTP edges of messaging: the enqueue API, provider webhooks, the scheduled-messages pages."""
