@@ -197,6 +197,29 @@ class OptOut(models.Model):
         return f"{self.phone} ({self.client or 'all clients'})"
 
 
+class SuppressionReason(models.TextChoices):
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+    MANUAL = "manual"
+
+
+class EmailSuppression(models.Model):
+    """An address that must not get email: it bounced or its owner marked us as spam. A later
+    email to it fails as suppressed without a provider call; an operator may delete the row."""
+
+    email = models.EmailField(max_length=254, unique=True)
+    reason = models.CharField(max_length=16, choices=SuppressionReason.choices)
+    detail = models.TextField(blank=True)
+    provider_message_id = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(default=utc_now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.email} ({self.reason})"
+
+
 def validate_recipient(channel: str, to: str) -> None:
     if channel == "sms":
         validate_phone(to)

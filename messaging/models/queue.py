@@ -59,9 +59,13 @@ class ScheduledMessage(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=5)
     next_attempt_at = models.DateTimeField(default=utc_now)
-    # The lease: who claimed the message, when, and until when the claim is theirs.
+    # The lease: who claimed the message, when, and until when the claim is theirs (database
+    # clock). `claim_token` is new at every claim; every outcome write is conditional on it, so
+    # a write from a claim that lease recovery took over (or from another run in the same
+    # process: threads share `claimed_by`) changes nothing.
     claimed_at = models.DateTimeField(null=True, blank=True)
     claimed_by = models.CharField(max_length=100, blank=True)
+    claim_token = models.UUIDField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     provider_message_id = models.CharField(max_length=100, blank=True)
     last_error_code = models.CharField(max_length=32, blank=True)
@@ -69,6 +73,9 @@ class ScheduledMessage(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    # Bumped by an operator's retry: the provider keeps an idempotency key for 24 h, so a retry
+    # must send under a key of its own, while crash recovery of one generation keeps its key.
+    generation = models.PositiveIntegerField(default=0)
     source = models.CharField(max_length=64, default="api")
     created_at = models.DateTimeField(default=utc_now)
     updated_at = models.DateTimeField(auto_now=True)
@@ -95,6 +102,11 @@ class ScheduledMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} to {self.to} ({self.status})"
+
+    @property
+    def provider_idempotency_key(self) -> str:
+        """The Idempotency-Key of this message's sends: its UUID, plus the retry generation."""
+        return str(self.pk) if not self.generation else f"{self.pk}:retry-{self.generation}"
 
     def can_become(self, target: str) -> bool:
         return target in TRANSITIONS.get(self.status, set())
@@ -143,7 +155,11 @@ class Outcome(models.TextChoices):
     SENT = "sent"
     TRANSIENT = "transient"
     PERMANENT = "permanent"
+    # Nothing can go on this provider (bad credentials, a sender that cannot send, missing
+    # settings): the message keeps its attempt and stays pending.
+    ACCOUNT = "account"
     OPTED_OUT = "opted_out"
+    SUPPRESSED = "suppressed"
     RECONCILED = "reconciled"
 
 
@@ -164,3 +180,31 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.outcome} at {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
+class PendingReport(models.Model):
+    """A delivery report (Twilio status callback, Resend event) whose message is not known
+    yet: it overtook the worker's commit of `sent`, or the worker crashed with the send in
+    `sending`. Applied when the send is recorded (in the same transaction) or by the next
+    run; expired after DELIVERY_REPORT_RETENTION_HOURS if nothing ever matches it."""
+
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    provider_message_id = models.CharField(max_length=100)
+    target = models.CharField(max_length=16, choices=Status.choices)  # delivered | undelivered
+    event = models.CharField(max_length=40)  # "twilio:delivered", "email.bounced", ...
+    error_code = models.CharField(max_length=32, blank=True)
+    error = models.TextField(blank=True)
+    occurred_at = models.DateTimeField(default=utc_now)
+    received_at = models.DateTimeField(default=utc_now)
+
+    class Meta:
+        ordering = ["received_at"]
+        indexes = [
+            # Recording a send looks its provider id up here, in the same transaction.
+            models.Index(fields=["channel", "provider_message_id"], name="report_provider_id"),
+            # process-scheduled: expire the oldest unmatched reports.
+            models.Index(fields=["received_at"], name="report_received"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} for {self.provider_message_id}"
