@@ -8,14 +8,21 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from scheduling import registry, schedule
+from scheduling.context import request_stop, stop_requested
 from scheduling.models import Trigger
 from scheduling.runner import RunResult, UnknownJob, run_job
 from scheduling.services import ensure_job
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    # systemd and `timeout` stop a job with SIGTERM: unwind so the run is recorded as failed.
-    raise SystemExit(128 + signum)
+def _request_stop(signum: int, frame: Any) -> None:
+    """systemd, `timeout` and Ctrl-C stop a job with SIGTERM/SIGINT: the run stops taking
+    work, finishes what it started (sends in flight are recorded, unstarted claims released)
+    and is recorded. Raising out of a signal handler could interrupt a provider call or a
+    commit halfway, so the first signal only sets the flag; a second one exits at once."""
+    name = signal.Signals(signum).name
+    if stop_requested():
+        raise SystemExit(128 + signum)
+    request_stop(name)
 
 
 def add_run_arguments(parser: CommandParser) -> None:
@@ -43,7 +50,8 @@ def run_from_command(command: BaseCommand, name: str, trigger: str, if_due: bool
         if if_due and not schedule.is_due(job.cron, job.tz, now):
             return
         planned_at = schedule.previous_run(job.cron, job.tz, now)
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, _request_stop)
+    signal.signal(signal.SIGINT, _request_stop)
     try:
         result = run_job(name, trigger, planned_at=planned_at)
     except UnknownJob as exc:

@@ -29,6 +29,27 @@ class RunLogger(logging.LoggerAdapter):
 # How often a long run checks that it still holds its lock.
 LOCK_CHECK_SECONDS = 30.0
 
+# Set by SIGTERM/SIGINT (scheduling.cli): every run in the process stops taking work, finishes
+# what it started and is recorded. The signal handler only sets this; it never raises.
+_stop_signal: list[str] = []
+_stop_event = threading.Event()
+
+
+def request_stop(reason: str) -> None:
+    if not _stop_event.is_set():
+        _stop_signal.append(reason)
+        _stop_event.set()
+
+
+def stop_requested() -> str:
+    """The reason a stop was requested (e.g. "SIGTERM"), or "" when none was."""
+    return _stop_signal[0] if _stop_event.is_set() else ""
+
+
+def clear_stop_request() -> None:
+    _stop_signal.clear()
+    _stop_event.clear()
+
 
 class JobContext:
     def __init__(self, run: JobRun, max_runtime: timedelta, lock: "Lock | None" = None) -> None:
@@ -47,6 +68,10 @@ class JobContext:
         self.failed = 0
         self.data: dict[str, Any] = {}
         self.errors: list[str] = []
+        # A run-level failure the job reports (e.g. "the provider refused our credentials"):
+        # the run is `failed` with this message whatever its item counts say.
+        self.failure = ""
+        self.stopped_by = ""
 
     # --- deadline -----------------------------------------------------------------------
     def time_left(self) -> float:
@@ -57,6 +82,9 @@ class JobContext:
         have started elsewhere: taking more work could overlap it)."""
         if self.time_left() <= self._margin or self.lock_lost:
             return True
+        if _stop_event.is_set():
+            self.stopped_by = stop_requested()
+            return True
         if self._job_lock is not None and time.monotonic() - self._lock_checked_at >= LOCK_CHECK_SECONDS:
             self._lock_checked_at = time.monotonic()
             if not self._job_lock.still_held():
@@ -65,6 +93,13 @@ class JobContext:
                 self.log.error("job_lock_lost")
                 return True
         return False
+
+    def fail_run(self, reason: str) -> None:
+        """Mark the whole run failed with `reason` (what went wrong and what to fix); the
+        job still finishes what it started. The first reason given is kept first."""
+        with self._counters_lock:
+            self.failure = f"{self.failure}; {reason}" if self.failure else reason
+        self.log.error("run_failed", extra={"reason": reason})
 
     # --- per-item reporting (thread-safe: delivery reports from a pool) -------------------
     def item_succeeded(self, count: int = 1) -> None:

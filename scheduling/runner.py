@@ -96,6 +96,8 @@ def result_from_run(run: JobRun, *, replayed: bool = False) -> RunResult:
         message = run.error.splitlines()[0] if run.error else "failed"
     else:
         message = f"{run.status}: {run.succeeded} of {run.processed} items"
+    if run.summary.get("stopped_early"):
+        message += f" (stopped early by {run.summary['stopped_early']}; the rest is left for the next run)"
     data = {"processed": run.processed, "succeeded": run.succeeded, "failed": run.failed, **run.summary}
     return RunResult(
         job=run.job.name,
@@ -196,7 +198,10 @@ def _execute(
         if not isinstance(exc, Exception):
             raise
         return result_from_run(run)
-    if ctx.failed and not ctx.succeeded:
+    if ctx.failure:
+        status = RunStatus.FAILED
+        error = "\n".join([ctx.failure, *ctx.errors])
+    elif ctx.failed and not ctx.succeeded:
         status = RunStatus.FAILED
         error = f"all {ctx.failed} items failed; first: {ctx.errors[0] if ctx.errors else ''}"
     elif ctx.failed:
@@ -210,6 +215,8 @@ def _execute(
 
 def _finish(job: Job, run: JobRun, ctx: JobContext, status: str, error: str, tb: str) -> None:
     run.processed, run.succeeded, run.failed = ctx.processed, ctx.succeeded, ctx.failed
+    if ctx.stopped_by:
+        ctx.data["stopped_early"] = ctx.stopped_by
     run.summary = ctx.data
     run.finish(status, error=error, traceback=tb)
     worked = status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL)

@@ -3,12 +3,15 @@ workers on any number of hosts take disjoint sets and each message goes out once
 
 import os
 import socket
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from time import monotonic
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
+from django.db.models.functions import Now
 
 from messaging.models import Channel, DeliveryAttempt, Outcome, ScheduledMessage, Status, transition
 from messaging.optouts import opt_outs_for
@@ -22,6 +25,7 @@ class Claim:
     ready: list[ScheduledMessage] = field(default_factory=list)  # marked sending: send these
     deferred: int = 0  # SMS outside the recipient's daytime window: moved to its opening
     opted_out: int = 0  # SMS to an opted-out number: failed without a provider call
+    token: uuid.UUID | None = None  # this claim's token, written on every ready message
 
 
 def _default_window() -> tuple[time, time]:
@@ -37,21 +41,30 @@ def _quiet_until(message: ScheduledMessage, now: datetime) -> datetime | None:
     return next_allowed_time(now, message.lead.tz, start, end)
 
 
-def claim_due_messages(now: datetime, limit: int, lease: timedelta) -> Claim:
+def claim_due_messages(now: datetime, limit: int, lease: timedelta, exclude: Q | None = None) -> Claim:
     """Take up to `limit` due messages: mark the sendable ones `sending` under a lease.
+
+    The lease is set on the database clock (a host whose clock runs ahead cannot take live
+    leases) and the claim writes a token of its own that every later write checks. Each ready
+    message carries `send_by`, a local monotonic time before which its send must start: it
+    is taken before the transaction, so it never outlasts the lease. `exclude` leaves out
+    messages this run must not send (a provider or sender it stopped using).
 
     Opted-out SMS fail here and SMS in the recipient's quiet hours move to the window's
     opening, both without a provider call and without using an attempt.
     """
-    claim = Claim()
+    claim = Claim(token=uuid.uuid4())
+    send_by = monotonic() + lease.total_seconds()
     with transaction.atomic():
+        due = ScheduledMessage.objects.filter(status=Status.PENDING, next_attempt_at__lte=now, send_at__lte=now)
+        if exclude is not None:
+            due = due.exclude(exclude)
         batch = list(
-            ScheduledMessage.objects.select_for_update(skip_locked=True, of=("self",))
+            due.select_for_update(skip_locked=True, of=("self",))
             .select_related("lead__client", "client")
             # next_attempt_at starts equal to send_at and only moves later (backoff, quiet
             # hours), so it alone orders the queue: messages deferred to later never sit at
             # the head of the index to be skipped by every claim.
-            .filter(status=Status.PENDING, next_attempt_at__lte=now, send_at__lte=now)
             .order_by("next_attempt_at")[:limit]
         )
         opt_outs = opt_outs_for(m.to for m in batch if m.channel == Channel.SMS)
@@ -71,13 +84,15 @@ def claim_due_messages(now: datetime, limit: int, lease: timedelta) -> Claim:
             Status.SENDING,
             expect=[Status.PENDING],
             attempts=F("attempts") + 1,
-            claimed_at=now,
+            claimed_at=Now(),
             claimed_by=WORKER,
-            lease_expires_at=now + lease,
+            claim_token=claim.token,
+            lease_expires_at=Now() + lease,
         )
     for message in claim.ready:
         message.status, message.attempts = Status.SENDING, message.attempts + 1
-        message.claimed_at, message.claimed_by, message.lease_expires_at = now, WORKER, now + lease
+        message.claimed_at, message.claimed_by, message.claim_token = now, WORKER, claim.token
+        message.send_by = send_by
     return claim
 
 
@@ -95,12 +110,16 @@ def _fail_opted_out(message: ScheduledMessage, now: datetime) -> None:
 
 
 def release(messages: list[ScheduledMessage]) -> int:
-    """Give back claimed messages that were not sent (deadline, shutdown), attempt unused."""
+    """Give back claimed messages that were not sent (deadline, shutdown, a provider this run
+    stopped using), attempt unused; only those still under the claim that took them."""
+    if not messages:
+        return 0
     return transition(
         [m.pk for m in messages],
         Status.PENDING,
         expect=[Status.SENDING],
-        where={"claimed_by": WORKER},
+        where={"claim_token__in": {m.claim_token for m in messages}},
         attempts=F("attempts") - 1,
         lease_expires_at=None,
+        claim_token=None,
     )

@@ -6,12 +6,15 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import DatabaseError, transaction
+from django.db.models import F
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from messaging.conversations import record_outbound_sms
 from messaging.delivery.claiming import WORKER
-from messaging.delivery.providers.base import PermanentError, SendResult
+from messaging.delivery.providers.base import AccountError, PermanentError, ProviderError, SendResult
 from messaging.models import Channel, DeliveryAttempt, Outcome, ScheduledMessage, Status, transition
 from messaging.optouts import record_opt_out
 
@@ -85,15 +88,15 @@ def record_many(outcomes: list[SendOutcome], now: datetime | None = None) -> Cou
 
 def record(outcome: SendOutcome, now: datetime | None = None) -> str:
     """Apply one send's outcome to the message; returns "sent", "retrying", "failed",
-    "unknown" or "lost_claim". The DeliveryAttempt is left on `outcome.attempt` for the
-    caller to save.
+    "held" (an account error: pending again, attempt given back), "unknown" or
+    "lost_claim". The DeliveryAttempt is left on `outcome.attempt` for the caller to save.
 
-    Every change is conditional on the message still being `sending` under this worker's
-    claim: if lease recovery took it over meanwhile, recovery decides its fate.
+    Every change is conditional on the message still being `sending` under this claim's
+    token: if lease recovery took it over meanwhile, recovery decides its fate.
     """
     now = now or timezone.now()
     message, error = outcome.message, outcome.error
-    ours = {"claimed_by": message.claimed_by}
+    ours = {"claim_token": message.claim_token}
 
     def move(target: str, **fields: object) -> bool:
         return bool(transition(message.pk, target, expect=[Status.SENDING], where=ours, **fields))
@@ -113,6 +116,18 @@ def record(outcome: SendOutcome, now: datetime | None = None) -> str:
     code = str(getattr(error, "code", None) or type(error).__name__)[:32]
     text = str(error)[:2000]
     http_status = getattr(error, "http_status", None)
+    if isinstance(error, AccountError):
+        # Not this message's fault: it keeps its attempt and waits, due, for the next run.
+        _attempt(outcome, Outcome.ACCOUNT, http_status=http_status, error_code=code, error=text)
+        moved = move(
+            Status.PENDING,
+            attempts=F("attempts") - 1,
+            lease_expires_at=None,
+            claim_token=None,
+            last_error_code=code,
+            last_error=f"held: {account_problem(error)}",
+        )
+        return "held" if moved else "lost_claim"
     if isinstance(error, PermanentError):
         _attempt(outcome, Outcome.PERMANENT, http_status=http_status, error_code=code, error=text)
         if message.channel == Channel.SMS and code in OPTED_OUT_CODES:
@@ -126,8 +141,11 @@ def record(outcome: SendOutcome, now: datetime | None = None) -> str:
         # Twilio may have accepted it before the error (a read timeout, a 5xx): never resend
         # or give up blindly. Keep it `sending` under a lease that ends at the retry time;
         # lease recovery then asks Twilio, and retries or fails it only if it is not there.
+        # Not before DELIVERY_RECONCILE_DELAY_SECONDS: Twilio's message list must have had
+        # time to show a message it accepted, or it would be resent.
+        wait = max(when - now, timedelta(seconds=settings.DELIVERY_RECONCILE_DELAY_SECONDS))
         moved = ScheduledMessage.objects.filter(pk=message.pk, status=Status.SENDING, **ours).update(
-            lease_expires_at=when, last_error_code=code, last_error=text
+            lease_expires_at=Now() + wait, last_error_code=code, last_error=text
         )
         return "unknown" if moved else "lost_claim"
     if message.attempts >= message.max_attempts:
@@ -140,3 +158,9 @@ def record(outcome: SendOutcome, now: datetime | None = None) -> str:
         return "failed" if moved else "lost_claim"
     moved = move(Status.PENDING, next_attempt_at=when, lease_expires_at=None, last_error_code=code, last_error=text)
     return "retrying" if moved else "lost_claim"
+
+
+def account_problem(error: ProviderError) -> str:
+    """What an account error says to an operator: the provider's words, then what to fix."""
+    hint = getattr(error, "hint", "")
+    return f"{error}: {hint}" if hint else str(error)

@@ -8,12 +8,14 @@ stays `sending` under a new lease and is asked about again later.
 """
 
 import logging
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models.functions import Now
 
 from messaging.delivery.claiming import WORKER
 from messaging.delivery.providers import get_sms_provider
@@ -25,20 +27,29 @@ CLOCK_SKEW = timedelta(seconds=30)  # our clock vs Twilio's when comparing creat
 RECOVERY_BATCH = 200
 
 
-def _take_expired(now: datetime) -> list[ScheduledMessage]:
+def _take_expired() -> list[ScheduledMessage]:
+    """Leases that ended by the database's clock, taken over under a claim of our own."""
     lease = timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
+    token = uuid.uuid4()
     with transaction.atomic():
         expired = list(
             ScheduledMessage.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("client")
-            .filter(status=Status.SENDING, lease_expires_at__lt=now)
+            .filter(status=Status.SENDING, lease_expires_at__lt=Now())
             .order_by("lease_expires_at")[:RECOVERY_BATCH]
         )
-        # Extend the lease while we look: no other worker reconciles the same rows.
+        # A new lease and token while we look: no other worker reconciles the same rows, and
+        # a late outcome write from the claim that expired changes nothing.
         ScheduledMessage.objects.filter(pk__in=[m.pk for m in expired]).update(
-            lease_expires_at=now + lease, claimed_by=WORKER
+            lease_expires_at=Now() + lease, claimed_by=WORKER, claim_token=token
         )
+    for message in expired:
+        message.claim_token = token
     return expired
+
+
+def _ours(message: ScheduledMessage) -> dict[str, object]:
+    return {"claim_token": message.claim_token}
 
 
 def _give_back(message: ScheduledMessage, now: datetime, why: str) -> str:
@@ -47,7 +58,7 @@ def _give_back(message: ScheduledMessage, now: datetime, why: str) -> str:
             message.pk,
             Status.FAILED,
             expect=[Status.SENDING],
-            where={"claimed_by": WORKER},
+            where=_ours(message),
             lease_expires_at=None,
             last_error=f"gave up after {message.attempts} attempts: {why}",
         )
@@ -56,7 +67,7 @@ def _give_back(message: ScheduledMessage, now: datetime, why: str) -> str:
         message.pk,
         Status.PENDING,
         expect=[Status.SENDING],
-        where={"claimed_by": WORKER},
+        where=_ours(message),
         next_attempt_at=now,
         lease_expires_at=None,
         last_error=why,
@@ -86,7 +97,7 @@ def recover_expired_leases(now: datetime, should_stop: Callable[[], bool] = lamb
     first failed Twilio look-up (Twilio is likely down: waiting on it message by message
     would hold up all delivery); what is left is handed back for the next tick."""
     counts: Counter = Counter()
-    taken = _take_expired(now)
+    taken = _take_expired()
     for index, message in enumerate(taken):
         if should_stop():
             _hand_back(taken[index:], now)
@@ -106,7 +117,7 @@ def recover_expired_leases(now: datetime, should_stop: Callable[[], bool] = lamb
                 message.pk,
                 Status.SENT,
                 expect=[Status.SENDING],
-                where={"claimed_by": WORKER},
+                where=_ours(message),
                 provider_message_id=sid,
                 sent_at=now,
                 lease_expires_at=None,
@@ -128,6 +139,6 @@ def recover_expired_leases(now: datetime, should_stop: Callable[[], bool] = lamb
 
 def _hand_back(messages: list[ScheduledMessage], now: datetime) -> None:
     """Let the lease of messages we took but did not reconcile expire at once again."""
-    ScheduledMessage.objects.filter(pk__in=[m.pk for m in messages], status=Status.SENDING, claimed_by=WORKER).update(
-        lease_expires_at=now
-    )
+    ScheduledMessage.objects.filter(
+        pk__in=[m.pk for m in messages], status=Status.SENDING, claim_token__in={m.claim_token for m in messages}
+    ).update(lease_expires_at=Now())

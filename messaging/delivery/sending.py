@@ -7,19 +7,21 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from messaging.delivery.claiming import claim_due_messages, release
-from messaging.delivery.outcomes import SendOutcome, record_many
+from messaging.delivery.halts import PROVIDER_NAMES, Breaker, Halts
+from messaging.delivery.outcomes import SendOutcome, account_problem, record_many
 from messaging.delivery.providers import get_email_provider, get_sms_provider
-from messaging.delivery.providers.base import EmailPayload
+from messaging.delivery.providers.base import AccountError, EmailPayload, TransientError
 from messaging.delivery.reconcile import recover_expired_leases
 from messaging.models import Channel, ScheduledMessage
 from scheduling.context import JobContext
 
 # A send must start this long before its lease ends: a worker that stalled (a paused VM, a
 # slow rate limiter) must not send what another worker may already be reconciling.
-LEASE_SAFETY_MARGIN = timedelta(seconds=30)
+LEASE_SAFETY_MARGIN_SECONDS = 30.0
 # Outcomes are written in groups, one commit per group instead of one per message, and at
 # least every RECORD_GROUP_SECONDS so a slow send never holds back the others' records (a
 # delivery report arriving before its message is recorded would find no message).
@@ -32,10 +34,11 @@ def status_callback_url() -> str | None:
     return f"{base}/webhooks/twilio/status/" if base else None
 
 
-def send_one(message: ScheduledMessage, stop: threading.Event) -> SendOutcome | None:
+def send_one(message: ScheduledMessage, stop: threading.Event, halts: Halts) -> SendOutcome | None:
     """One provider call, no database access (runs in a pool thread). None when the message
-    was not started (the run is stopping, or its lease is about to end): it is released."""
-    if stop.is_set() or timezone.now() > message.lease_expires_at - LEASE_SAFETY_MARGIN:
+    was not started (the run is stopping, its provider or sender was halted, or its lease is
+    about to end): it is released."""
+    if stop.is_set() or halts.blocks(message) or time.monotonic() > message.send_by - LEASE_SAFETY_MARGIN_SECONDS:
         return None
     started, clock = timezone.now(), time.monotonic()
     outcome = SendOutcome(message=message, started_at=started, duration_ms=0)
@@ -52,10 +55,13 @@ def send_one(message: ScheduledMessage, stop: threading.Event) -> SendOutcome | 
                     subject=message.subject,
                     html=message.html,
                     text=message.body,
-                    # The message's UUID: a resend after a crash is dropped by Resend.
-                    idempotency_key=str(message.pk),
+                    # The message's UUID (and retry generation): a resend after a crash is
+                    # dropped by Resend, an operator's retry is a new send.
+                    idempotency_key=message.provider_idempotency_key,
                 )
             )
+    except ImproperlyConfigured as exc:  # a chosen provider without its settings
+        outcome.error = AccountError(str(exc), code="not_configured")
     except Exception as exc:  # classified by outcomes.record
         outcome.error = exc
     outcome.duration_ms = int((time.monotonic() - clock) * 1000)
@@ -64,16 +70,20 @@ def send_one(message: ScheduledMessage, stop: threading.Event) -> SendOutcome | 
 
 def deliver_due_messages(ctx: JobContext) -> None:
     """Recover expired leases, then keep the send pool fed with claimed messages until none
-    is due or the deadline nears. Counts go to the run: sent, retrying, failed, deferred, ...
+    is due or the deadline nears. Counts go to the run: sent, retrying, failed, held, ...
 
     The next batch is claimed while the pool still works on the last one (when fewer than
-    two sends per thread are left), so the pool never idles between batches.
+    two sends per thread are left), so the pool never idles between batches. A provider that
+    refuses our account, or fails DELIVERY_BREAKER_THRESHOLD times in a row, is not used for
+    the rest of the run, and the run fails saying what to fix.
     """
     for key, count in recover_expired_leases(timezone.now(), should_stop=ctx.should_stop).items():
         ctx.add(key, count)
     lease = timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
     low_water = 2 * settings.DELIVERY_CONCURRENCY
     stop = threading.Event()
+    halts = Halts()
+    watch = _ProviderWatch(ctx, halts, Breaker(settings.DELIVERY_BREAKER_THRESHOLD))
     futures: dict[Future, ScheduledMessage] = {}
     unsent: list[ScheduledMessage] = []
     recorder = _Recorder(ctx)
@@ -84,10 +94,12 @@ def deliver_due_messages(ctx: JobContext) -> None:
                 if ctx.should_stop():
                     stop.set()  # sends not yet started come back as None and are released
                 if not (queue_empty or stop.is_set()) and len(futures) < low_water:
-                    claim = claim_due_messages(timezone.now(), settings.DELIVERY_BATCH_SIZE, lease)
+                    claim = claim_due_messages(
+                        timezone.now(), settings.DELIVERY_BATCH_SIZE, lease, exclude=halts.exclusion()
+                    )
                     ctx.add("deferred_quiet_hours", claim.deferred)
                     ctx.add("opted_out", claim.opted_out)
-                    futures.update({pool.submit(send_one, m, stop): m for m in claim.ready})
+                    futures.update({pool.submit(watch.send, m, stop): m for m in claim.ready})
                     queue_empty = not (claim.ready or claim.deferred or claim.opted_out)
                     if not claim.ready and not queue_empty:
                         continue  # only deferred or opted-out rows this time: claim again
@@ -105,15 +117,60 @@ def deliver_due_messages(ctx: JobContext) -> None:
                     ctx.between_units()
             recorder.flush()
         except BaseException:
-            # Interrupted (SIGTERM, a database error): give back only the sends that never
-            # started. Those in flight may reach the provider; they stay `sending` and lease
-            # recovery reconciles them, so nothing is sent twice.
+            # Interrupted (a database error): give back only the sends that never started.
+            # Those in flight may reach the provider; they stay `sending` and lease recovery
+            # reconciles them, so nothing is sent twice.
             stop.set()
             unsent.extend(m for f, m in futures.items() if f.cancel())
             raise
         finally:
             if unsent:
                 ctx.add("released", release(unsent))
+    watch.report()
+
+
+class _ProviderWatch:
+    """Halts a provider (or one SMS sender) on an account error or a run of transient errors,
+    and tells the run once per provider what happened and what to fix."""
+
+    def __init__(self, ctx: JobContext, halts: Halts, breaker: Breaker) -> None:
+        self.ctx, self.halts, self.breaker = ctx, halts, breaker
+
+    def send(self, message: ScheduledMessage, stop: threading.Event) -> SendOutcome | None:
+        """send_one, then judge its outcome in the same pool thread: a halt takes effect
+        before this thread (or any other) starts another send."""
+        outcome = send_one(message, stop, self.halts)
+        if outcome is not None:
+            self.saw(outcome)
+        return outcome
+
+    def saw(self, outcome: SendOutcome) -> None:
+        message, error = outcome.message, outcome.error
+        channel = message.channel
+        if isinstance(error, AccountError):
+            sender = error.sender if channel == Channel.SMS else ""
+            reason = account_problem(error)
+            if sender and sender != settings.TWILIO_FROM_NUMBER:
+                if self.halts.halt_sender(sender, reason):
+                    self.ctx.fail_run(f"SMS from {sender} refused: {reason}; its messages stay pending")
+            elif self.halts.halt_channel(channel, reason):
+                name = PROVIDER_NAMES[channel]
+                self.ctx.fail_run(f"{name} provider refused our account: {reason}; {name} messages stay pending")
+        elif isinstance(error, TransientError):
+            if self.breaker.failure(channel) and self.halts.halt_channel(channel, f"outage: {error}"):
+                name = PROVIDER_NAMES[channel]
+                self.ctx.fail_run(
+                    f"{name} provider failed {self.breaker.threshold} times in a row (last: {error}); "
+                    f"stopped sending {name} for this run, unsent messages released with their attempts unused"
+                )
+        else:
+            self.breaker.success(channel)
+
+    def report(self) -> None:
+        if self.halts.channels or self.halts.senders:
+            self.ctx.data["halted"] = sorted(
+                [PROVIDER_NAMES[c] for c in self.halts.channels] + [f"SMS from {s}" for s in self.halts.senders]
+            )
 
 
 class _Recorder:
@@ -141,6 +198,8 @@ class _Recorder:
         self.group = []
         for state, count in counts.items():
             self.ctx.add(state, count)
-        self.ctx.item_succeeded(sum(n for state, n in counts.items() if state != "record_failed"))
+        # A held message (its provider refused our account) is not a delivery: the run says
+        # why in its failure, and the message waits for the next run.
+        self.ctx.item_succeeded(sum(n for state, n in counts.items() if state not in ("record_failed", "held")))
         for _ in range(counts.get("record_failed", 0)):
             self.ctx.item_failed("delivery record", "database error while recording an outcome")

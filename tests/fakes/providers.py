@@ -158,6 +158,12 @@ class FakeProviders:
             self.idempotency: dict[str, dict] = {}
             self.faults: list[Fault] = []
             self.latency = 0.0
+            # What the fake "account" accepts, as the real services check it: change these
+            # to play rotated credentials or a sender the account does not own.
+            self.twilio_auth_token = FAKE_AUTH_TOKEN
+            self.twilio_senders: set[str] | None = None  # None: any From is the account's
+            self.resend_api_key = FAKE_RESEND_KEY
+            self.resend_domains: set[str] | None = None  # None: every From domain is verified
 
     def sms_sent(self) -> list[dict]:
         """Messages created through the API (not preloaded), oldest first."""

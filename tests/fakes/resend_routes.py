@@ -21,13 +21,15 @@ def handle_resend(fake: FakeProviders, req: RecordedRequest) -> Result:
     token = auth[len("Bearer ") :].strip() if auth.startswith("Bearer ") else ""
     if not token:
         return _error("missing_api_key")
-    if not token.startswith("re_"):
+    if token != fake.resend_api_key:
         return _error("invalid_api_key")
     batch = req.route == "email_batch"
     problem = _validate_batch(req.json) if batch else _validate_email(req.json)
     if problem:
         return _error(*problem)
     items = req.json if batch else [req.json]
+    if fake.resend_domains is not None and any(_domain(i.get("from", "")) not in fake.resend_domains for i in items):
+        return _error("invalid_from_address")
     key = req.headers.get("idempotency-key")
     fingerprint = json.dumps([req.route, req.json], sort_keys=True)
     with fake.lock:
@@ -91,3 +93,8 @@ def _validate_email(body: Any) -> tuple[str, str] | None:
 def _error(name: str, message: str | None = None) -> Result:
     status, body = wire.resend_error(name, message)
     return status, body, f"error:{name}"
+
+
+def _domain(sender: str) -> str:
+    # "Name <user@domain>" or "user@domain"
+    return sender.rsplit("@", 1)[-1].rstrip(">").lower()

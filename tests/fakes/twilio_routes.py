@@ -16,7 +16,7 @@ Result = tuple[int, Any, str]  # status, JSON body, outcome for the record
 
 def handle_twilio(fake: FakeProviders, req: RecordedRequest) -> Result:
     account_sid = req.path.strip("/").split("/")[2]
-    if _basic_auth_user(req) != account_sid:
+    if _basic_auth(req) != (account_sid, fake.twilio_auth_token):
         return _error(20003)
     if req.route == "sms_create":
         return _create(fake, account_sid, req.form or {})
@@ -33,6 +33,8 @@ def _create(fake: FakeProviders, account_sid: str, form: dict[str, str]) -> Resu
         return _error(21603)
     if not body and not form.get("MediaUrl"):
         return _error(21602)
+    if fake.twilio_senders is not None and form.get("From") and form["From"] not in fake.twilio_senders:
+        return _error(21606)
     record = fake.store_sms(account_sid, to, sender, body or "", form.get("StatusCallback"))
     # Real Twilio answers "queued" and only later moves the message to sent;
     # the fake stores it as sent straight away so list queries find it.
@@ -79,14 +81,15 @@ def _parse_date(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _basic_auth_user(req: RecordedRequest) -> str | None:
+def _basic_auth(req: RecordedRequest) -> tuple[str, str] | None:
     value = req.headers.get("authorization", "")
     if not value.startswith("Basic "):
         return None
     try:
-        return base64.b64decode(value[6:]).decode().split(":", 1)[0]
+        user, _, password = base64.b64decode(value[6:]).decode().partition(":")
     except ValueError:
         return None
+    return user, password
 
 
 def _error(code: int) -> Result:

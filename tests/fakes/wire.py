@@ -22,6 +22,7 @@ TWILIO_ERRORS: dict[int, tuple[int, str]] = {
     21602: (400, "Message body is required."),
     21603: (400, "A 'From' phone number is required."),
     21604: (400, "A 'To' phone number is required."),
+    21606: (400, "The 'From' phone number provided is not a valid message-capable Twilio phone number."),
     21610: (400, "Attempt to send to unsubscribed recipient"),
     21614: (400, "'To' number is not a valid mobile number"),
 }
@@ -30,6 +31,7 @@ RESEND_ERRORS: dict[str, tuple[int, str]] = {
     # name: (http status, message)
     "missing_api_key": (401, "Missing API key in the authorization header."),
     "invalid_api_key": (403, "API key is invalid."),
+    "invalid_from_address": (403, "The example.test domain is not verified."),
     "validation_error": (422, "Invalid `to` field."),
     "missing_required_field": (422, "Missing required field."),
     "invalid_idempotent_request": (

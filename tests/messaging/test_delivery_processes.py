@@ -147,3 +147,29 @@ def test_kill_9_mid_batch_loses_nothing_and_sends_nothing_twice(fake_providers):
     counts = sends_per_message(fake_providers)
     assert len(counts) == 120 and set(counts.values()) == {1}  # 0 sent twice
     assert result.data.get("reconciled_sent", 0) + result.data.get("recovered_retrying", 0) >= stranded
+
+
+def test_sigterm_mid_batch_records_what_went_out_and_leaves_nothing_sending(fake_providers):
+    queue(90)
+    fake_providers.set_latency(0.1)
+    env = provider_env(fake_providers, DELIVERY_CONCURRENCY="4", DELIVERY_BATCH_SIZE="30")
+    worker = start_manage("process_scheduled", **env)
+    deadline = time.monotonic() + 60
+    while len(fake_providers.sms_sent()) + len(fake_providers.emails_sent()) < 10:
+        assert time.monotonic() < deadline and worker.poll() is None, worker.communicate()
+        time.sleep(0.02)
+    worker.send_signal(signal.SIGTERM)
+    out, err = worker.communicate(timeout=30)
+
+    assert ScheduledMessage.objects.filter(status=Status.SENDING).count() == 0, (out, err)
+    counts = sends_per_message(fake_providers)
+    sent = set(ScheduledMessage.objects.filter(status=Status.SENT).values_list("body", flat=True))
+    assert sent == set(counts) and set(counts.values()) == {1}  # every send recorded, none twice
+    assert 10 <= len(sent) < 90  # it stopped: the rest waits for the next run
+    left = ScheduledMessage.objects.filter(status=Status.PENDING)
+    assert set(left.values_list("attempts", flat=True)) == {0}  # released, attempt unused
+    from scheduling.models import JobRun
+
+    run = JobRun.objects.get(job__name="process-scheduled")
+    assert run.status == "succeeded" and run.summary["stopped_early"] == "SIGTERM"
+    assert worker.returncode == 0 and "stopped early by SIGTERM" in out

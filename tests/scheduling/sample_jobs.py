@@ -10,7 +10,15 @@ from scheduling.context import JobContext
 
 
 def sleepy(ctx: JobContext) -> None:
-    """Holds its lock for SAMPLE_SLEEP seconds."""
+    """Holds its lock for SAMPLE_SLEEP seconds, or until asked to stop."""
+    until = time.monotonic() + float(os.environ.get("SAMPLE_SLEEP", "0.2"))
+    while time.monotonic() < until and not ctx.should_stop():
+        time.sleep(0.02)
+    ctx.item_succeeded()
+
+
+def stubborn(ctx: JobContext) -> None:
+    """Sleeps SAMPLE_SLEEP seconds without ever asking whether it should stop."""
     time.sleep(float(os.environ.get("SAMPLE_SLEEP", "0.2")))
     ctx.item_succeeded()
 
@@ -60,6 +68,7 @@ def losing_its_connection(ctx: JobContext) -> None:
 
 SPECS = [
     registry.JobSpec("test-sleep", sleepy, "* * * * *"),
+    registry.JobSpec("test-stubborn", stubborn, "* * * * *"),
     registry.JobSpec("test-partial", partly_failing, "* * * * *"),
     registry.JobSpec("test-fail", failing, "*/5 * * * *", grace=timedelta(minutes=1)),
     registry.JobSpec("test-ok", succeeding, "*/5 * * * *", grace=timedelta(minutes=1)),

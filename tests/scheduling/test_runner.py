@@ -113,18 +113,39 @@ def test_two_processes_starting_the_same_job_run_it_once(sample_jobs_registered)
     assert statuses[0][1].startswith("already_running")
 
 
-@pytest.mark.django_db(transaction=True)
-def test_sigterm_records_the_run_as_failed_and_releases_the_lock(sample_jobs_registered):
-    proc = start_manage("cron", "run", "test-sleep", SAMPLE_SLEEP="30")
+def start_and_wait_running(job: str, **env: str):
+    proc = start_manage("cron", "run", job, SAMPLE_SLEEP="30", **env)
     deadline = time.monotonic() + 20
-    while not JobRun.objects.filter(job__name="test-sleep", status="running").exists():
+    while not JobRun.objects.filter(job__name=job, status="running").exists():
         assert time.monotonic() < deadline, proc.stderr.read() if proc.poll() is not None else "not started"
         time.sleep(0.05)
+    return proc
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sigterm_stops_the_run_cleanly_and_records_it_as_stopped_early(sample_jobs_registered):
+    proc = start_and_wait_running("test-sleep")
+    started = time.monotonic()
+    proc.terminate()
+    out, err = proc.communicate(timeout=20)
+    assert time.monotonic() - started < 10  # it stopped taking work, it did not sleep on
+    run = JobRun.objects.get(job__name="test-sleep")
+    assert run.status == RunStatus.SUCCEEDED and run.summary["stopped_early"] == "SIGTERM", (out, err)
+    assert "stopped early by SIGTERM" in out
+    assert not locks.is_held("test-sleep")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_sigterm_ends_a_run_that_does_not_stop(sample_jobs_registered):
+    proc = start_and_wait_running("test-stubborn")
+    proc.terminate()
+    time.sleep(0.5)
+    assert proc.poll() is None  # the first one only asked
     proc.terminate()
     proc.communicate(timeout=20)
-    run = JobRun.objects.get(job__name="test-sleep")
+    run = JobRun.objects.get(job__name="test-stubborn")
     assert run.status == RunStatus.FAILED and "SystemExit" in run.error
-    assert not locks.is_held("test-sleep")
+    assert not locks.is_held("test-stubborn")
 
 
 @pytest.mark.django_db(transaction=True)

@@ -19,6 +19,7 @@ from django.core.signals import setting_changed
 from messaging.delivery.ratelimit import reset_buckets
 
 from .base import (
+    AccountError,
     EmailPayload,
     EmailProvider,
     PermanentError,
@@ -30,6 +31,7 @@ from .base import (
 )
 
 __all__ = [
+    "AccountError",
     "EmailPayload",
     "EmailProvider",
     "PermanentError",

@@ -92,6 +92,26 @@ class PermanentError(ProviderError):
     """Retrying the same request cannot succeed (bad number, opted out, ...)."""
 
 
+class AccountError(ProviderError):
+    """Nothing can go through this provider until an operator fixes something: bad or
+    rotated credentials, a sender that cannot send, missing settings. Not the message's
+    fault: it keeps its attempt and stays pending; the run stops using the provider, fails
+    and says what to fix (`hint`). `sender` is set when only that sender is refused."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        http_status: int | None = None,
+        hint: str = "",
+        sender: str = "",
+    ) -> None:
+        super().__init__(message, code=code, http_status=http_status)
+        self.hint = hint
+        self.sender = sender
+
+
 class SmsProvider(ABC):
     @abstractmethod
     def send_sms(

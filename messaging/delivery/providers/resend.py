@@ -11,9 +11,11 @@ import resend
 from resend.exceptions import ResendError
 from resend.http_client import HTTPClient
 
+from messaging.checks import REQUIRED_SETTINGS
 from messaging.delivery.ratelimit import TokenBucket, bucket_for
 
 from .base import (
+    AccountError,
     EmailPayload,
     EmailProvider,
     PermanentError,
@@ -35,6 +37,13 @@ MAX_BATCH = 100  # Resend rejects larger batches
 CONCURRENT_IDEMPOTENT = "concurrent_idempotent_requests"
 # Name the SDK gives to any exception raised by the HTTP client.
 SDK_TRANSPORT_ERROR = "HttpClientError"
+# Nothing can go until an operator acts. Any other 401/403 is treated the same way.
+ACCOUNT_HINTS = {
+    "missing_api_key": "set RESEND_API_KEY",
+    "invalid_api_key": "check RESEND_API_KEY (rotated or revoked key?)",
+    "restricted_api_key": "RESEND_API_KEY may not send email: use a key with sending access",
+    "invalid_from_address": "check RESEND_FROM_EMAIL: its domain must be verified at Resend",
+}
 
 
 class SessionHttpClient(HTTPClient):
@@ -111,7 +120,7 @@ class ResendEmailProvider(EmailProvider):
 
     @classmethod
     def from_settings(cls) -> ResendEmailProvider:
-        require_settings("EMAIL_PROVIDER=resend", ("RESEND_API_KEY", "RESEND_FROM_EMAIL"))
+        require_settings("EMAIL_PROVIDER=resend", REQUIRED_SETTINGS[("EMAIL_PROVIDER", "resend")])
         return cls(
             api_key=setting("RESEND_API_KEY"),
             from_email=setting("RESEND_FROM_EMAIL"),
@@ -198,6 +207,9 @@ class ResendEmailProvider(EmailProvider):
         message = f"Resend error: {exc.message}"
         if status == 429 or (status == 409 and name == CONCURRENT_IDEMPOTENT):
             return TransientError(message, code=name, http_status=status, retry_after=retry_after)
+        if name in ACCOUNT_HINTS or status in (401, 403):
+            hint = ACCOUNT_HINTS.get(name or "", "check RESEND_API_KEY and RESEND_FROM_EMAIL")
+            return AccountError(message, code=name, http_status=status, hint=hint)
         if status is not None and 400 <= status < 500:
             return PermanentError(message, code=name, http_status=status)
         return TransientError(

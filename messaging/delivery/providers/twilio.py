@@ -18,9 +18,11 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from messaging.checks import REQUIRED_SETTINGS
 from messaging.delivery.ratelimit import TokenBucket, bucket_for
 
 from .base import (
+    AccountError,
     PermanentError,
     ProviderError,
     SendResult,
@@ -37,6 +39,13 @@ from .base import (
 # Invalid number, not a mobile number, recipient replied STOP. The caller
 # records an opt-out for 21610, so it must see that exact code.
 PERMANENT_CODES = {21211, 21614, 21610}
+# Nothing can go until an operator acts: authentication failed (20003), account not active
+# (20005), invalid From number (21212), From is not one of the account's numbers (21659),
+# From cannot send SMS (21606). The last three concern the sender only.
+CREDENTIAL_CODES = {20003, 20005}
+SENDER_CODES = {21212, 21606, 21659}
+CREDENTIALS_HINT = "check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (rotated or revoked credentials?)"
+SENDER_HINT = "check TWILIO_FROM_NUMBER (or the client's SMS sender in admin): Twilio says this sender cannot send SMS"
 OPTED_OUT_CODE = "21610"
 RATE_LIMITED_CODE = 20429
 # Cap on reconciliation look-ups; one recipient never gets this many texts
@@ -118,7 +127,7 @@ class TwilioSmsProvider(SmsProvider):
 
     @classmethod
     def from_settings(cls) -> TwilioSmsProvider:
-        require_settings("SMS_PROVIDER=twilio", ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER"))
+        require_settings("SMS_PROVIDER=twilio", REQUIRED_SETTINGS[("SMS_PROVIDER", "twilio")])
         return cls(
             account_sid=setting("TWILIO_ACCOUNT_SID"),
             auth_token=setting("TWILIO_AUTH_TOKEN"),
@@ -162,7 +171,10 @@ class TwilioSmsProvider(SmsProvider):
         try:
             message = self._client().messages.create(**kwargs)
         except (TwilioException, requests.RequestException) as exc:
-            raise self._translate(exc) from exc
+            error = self._translate(exc)
+            if isinstance(error, AccountError) and error.code in {str(c) for c in SENDER_CODES}:
+                error.sender = kwargs["from_"]
+            raise error from exc
         response = self._http().last_response
         return SendResult(
             provider_id=message.sid or "",
@@ -237,6 +249,10 @@ def classify(status: int | None, code: int | str | None, headers: Any, message: 
         return TransientError(message, code=code_str, http_status=status, retry_after=retry_after)
     if num_code in PERMANENT_CODES:
         return PermanentError(message, code=code_str, http_status=status)
+    if num_code in SENDER_CODES:
+        return AccountError(message, code=code_str, http_status=status, hint=SENDER_HINT)
+    if num_code in CREDENTIAL_CODES or status in (401, 403):
+        return AccountError(message, code=code_str, http_status=status, hint=CREDENTIALS_HINT)
     if status is not None and 400 <= status < 500:
         return PermanentError(message, code=code_str, http_status=status)
     return TransientError(

@@ -1,0 +1,40 @@
+"""`python manage.py check`: a provider chosen without its settings is an error, named with
+the variable to set, before any message is held for it."""
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, register
+
+# What each provider choice needs; the same names the providers check when they start.
+REQUIRED_SETTINGS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("SMS_PROVIDER", "twilio"): ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER"),
+    ("EMAIL_PROVIDER", "resend"): ("RESEND_API_KEY", "RESEND_FROM_EMAIL"),
+}
+KNOWN_PROVIDERS = {"SMS_PROVIDER": ("twilio", "console"), "EMAIL_PROVIDER": ("resend", "console")}
+
+
+@register()
+def check_provider_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    errors = []
+    for name, known in KNOWN_PROVIDERS.items():
+        choice = str(getattr(settings, name, "console") or "console").strip().lower()
+        if choice not in known:
+            errors.append(
+                Error(
+                    f"{name}={choice!r} is not a known provider",
+                    hint=f"set {name} to one of: {', '.join(known)}",
+                    id="messaging.E001",
+                )
+            )
+            continue
+        for required in REQUIRED_SETTINGS.get((name, choice), ()):
+            if not getattr(settings, required, ""):
+                errors.append(
+                    Error(
+                        f"{name}={choice} but {required} is not set: nothing can be sent through it",
+                        hint=f"set {required} in .env (see .env.example)",
+                        id="messaging.E002",
+                    )
+                )
+    return errors
