@@ -1,5 +1,5 @@
 import threading
-import time
+from time import monotonic
 import uuid
 from datetime import UTC, datetime, time, timedelta
 
@@ -280,7 +280,7 @@ def test_a_send_is_not_started_when_its_lease_is_about_to_end(provider_settings,
     from messaging.delivery.sending import send_one
 
     message = sms()
-    message.send_by = time.monotonic() + 10
+    message.send_by = monotonic() + 10
     assert send_one(message, threading.Event(), Halts()) is None
     assert fake_providers.requests_to("sms_create") == []
 
