@@ -1,7 +1,7 @@
 import threading
-from time import monotonic
 import uuid
 from datetime import UTC, datetime, time, timedelta
+from time import monotonic
 
 import pytest
 import time_machine
