@@ -147,11 +147,11 @@ def fill_history(total: int) -> None:
             INSERT INTO messaging_scheduledmessage
               (id, channel, "to", subject, body, html, send_at, status, attempts, max_attempts,
                next_attempt_at, claimed_by, provider_message_id, last_error_code, last_error,
-               source, created_at, updated_at, sent_at)
+               source, created_at, updated_at, sent_at, generation)
             SELECT gen_random_uuid(), 'sms', '+14155550000', '', 'history', '',
                    now() - (g || ' seconds')::interval,
                    CASE WHEN g %% 50 = 0 THEN 'failed' ELSE 'sent' END, 1, 5,
-                   now() - (g || ' seconds')::interval, '', '', '', '', 'bench', now(), now(), now()
+                   now() - (g || ' seconds')::interval, '', '', '', '', 'bench', now(), now(), now(), 0
             FROM generate_series(1, %s) AS g
             """,
             [max(0, missing)],
