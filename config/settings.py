@@ -67,6 +67,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Early: sees every error below it (Django's 404/500 pages, debug pages) and makes the
+    # ones under /api/ JSON; refuses an oversized /api/ body before anything reads it.
+    "config.api_errors.ApiErrorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -127,6 +130,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "UNAUTHENTICATED_USER": None,
+    # Errors as {"error": "...", "fields": {...}} (the interface in the README).
+    "EXCEPTION_HANDLER": "config.api_errors.api_exception_handler",
 }
 
 # --- Security (production: DEBUG off, behind nginx terminating TLS) -------------------------
@@ -179,6 +184,10 @@ DELIVERY_BATCH_SIZE = env.int("DELIVERY_BATCH_SIZE", default=100)
 DELIVERY_LEASE_SECONDS = env.int("DELIVERY_LEASE_SECONDS", default=300)
 DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=5)
 QUIET_HOURS = env.str("QUIET_HOURS", default="08:00-21:00")
+# How far ahead a message may be queued: a send_at years out is almost always a typo'd year.
+ENQUEUE_HORIZON_DAYS = env.int("ENQUEUE_HORIZON_DAYS", default=365)
+if ENQUEUE_HORIZON_DAYS < 1:
+    raise ImproperlyConfigured(f"ENQUEUE_HORIZON_DAYS={ENQUEUE_HORIZON_DAYS} must be 1 or more: fix it in .env.")
 ANALYTICS_BACKFILL_DAYS = env.int("ANALYTICS_BACKFILL_DAYS", default=7)
 
 for _name in ("SMS_PROVIDER", "EMAIL_PROVIDER"):

@@ -1,10 +1,12 @@
 """Enqueue API: thin DRF views over messaging.services (staff session or DRF token).
 
 POST /api/messages/                 queue a message (201; 200 for a repeated idempotency_key)
-GET  /api/messages/?status=&channel= list, newest send_at first, ?limit=&offset= pages
+GET  /api/messages/?status=&channel= list, newest send_at first, ?limit=(1-500)&offset= pages
 GET  /api/messages/<id>/            one message with its delivery attempts
 POST /api/messages/<id>/cancel/     pending -> cancelled (409 otherwise)
 POST /api/messages/<id>/retry/      failed/undelivered -> pending (409 otherwise)
+
+Errors are {"error": "...", "fields": {...}} (config.api_errors shapes what these views raise).
 """
 
 import logging
@@ -15,14 +17,14 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.http import QueryDict
 from rest_framework import generics, status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from messaging.models import Channel, ScheduledMessage, Status
-from messaging.services import cancel_message, retry_message, schedule_message
+from messaging.services import IdempotencyConflict, cancel_message, retry_message, schedule_message
 from messaging.web.serializers import EnqueueSerializer, MessageDetailSerializer, MessageSerializer
 
 logger = logging.getLogger("messaging.web.api")
@@ -31,9 +33,48 @@ API_KEY_PREFIX = "api:"
 LIST_FILTERS: dict[str, list[str]] = {"status": Status.values, "channel": Channel.values}
 
 
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The message's state does not allow this."
+    default_code = "conflict"
+
+
 class MessagePagination(LimitOffsetPagination):
+    """?limit= (1 to 500, default 50) and ?offset= (0 or more). A bad value is a 400 naming the
+    parameter, and so is a limit over 500: DRF's own pagination would quietly use its default or
+    its cap instead, and a caller would never learn that the page is not the one asked for."""
+
     default_limit = 50
     max_limit = 500
+
+    def get_limit(self, request: Request) -> int:
+        return page_params(request.query_params, self.default_limit, self.max_limit)[0]
+
+    def get_offset(self, request: Request) -> int:
+        return page_params(request.query_params, self.default_limit, self.max_limit)[1]
+
+
+def page_params(params: QueryDict, default_limit: int, max_limit: int) -> tuple[int, int]:
+    """(limit, offset) from the query; ValidationError naming each bad one."""
+    errors = {}
+    values = {"limit": default_limit, "offset": 0}
+    bounds = {"limit": (1, max_limit), "offset": (0, None)}
+    for name, (low, high) in bounds.items():
+        raw = params.get(name, "").strip()
+        if not raw:
+            continue
+        try:
+            value = int(raw)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            allowed = f"from {low} to {high}" if high is not None else f"{low} or more"
+            errors[name] = [f"{name} must be a whole number {allowed}; got {raw!r}."]
+        else:
+            values[name] = value
+    if errors:
+        raise ValidationError(errors)
+    return values["limit"], values["offset"]
 
 
 def filter_messages(params: QueryDict) -> QuerySet[ScheduledMessage]:
@@ -55,14 +96,24 @@ def filter_messages(params: QueryDict) -> QuerySet[ScheduledMessage]:
 
 
 def field_errors(exc: DjangoValidationError) -> dict[str, list[str]]:
-    """schedule_message()'s refusal as DRF field errors.
-
-    The serializer has already checked every rule the service enforces except the recipient
-    (channel, body, subject, send_at), so a message-only error from the service is about `to`.
-    """
+    """schedule_message()'s refusal (a dict naming each field) as DRF field errors."""
     if hasattr(exc, "error_dict"):
         return exc.message_dict
-    return {"to": exc.messages}
+    return {"non_field_errors": exc.messages}
+
+
+def conflict_detail(conflict: IdempotencyConflict, key: str) -> dict[str, list[str]]:
+    """409 for a key reused with a different message: which fields differ, and what to do."""
+    queued = conflict.message
+    summary = (
+        f"idempotency_key {key!r} is already used by message {queued.pk}, which differs in "
+        f"{', '.join(conflict.differences)}. Send the same request again to get that message, "
+        "or use a new key for a different message."
+    )
+    fields = {
+        name: [f"Differs from the queued message, which has {value}."] for name, value in conflict.differences.items()
+    }
+    return {"non_field_errors": [summary], **fields}
 
 
 class MessageListCreateView(generics.ListAPIView):
@@ -76,14 +127,17 @@ class MessageListCreateView(generics.ListAPIView):
         enqueue = EnqueueSerializer(data=request.data)
         enqueue.is_valid(raise_exception=True)
         fields = dict(enqueue.validated_data)
-        if fields.get("idempotency_key"):
+        key = fields.get("idempotency_key")
+        if key:
             # The API's keys live in a namespace of their own: a caller's "missed-call:42"
             # must never match (and so silently suppress) the key a job derives.
-            fields["idempotency_key"] = API_KEY_PREFIX + fields["idempotency_key"]
+            fields["idempotency_key"] = API_KEY_PREFIX + key
         try:
-            message, created = schedule_message(**fields, source="api")
+            message, created = schedule_message(**fields, source="api", strict_idempotency=True)
         except DjangoValidationError as exc:
             raise ValidationError(field_errors(exc)) from exc
+        except IdempotencyConflict as conflict:
+            raise Conflict(conflict_detail(conflict, key)) from conflict
         return Response(
             MessageSerializer(message).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )
@@ -92,6 +146,13 @@ class MessageListCreateView(generics.ListAPIView):
 class MessageDetailView(generics.RetrieveAPIView):
     serializer_class = MessageDetailSerializer
     queryset = ScheduledMessage.objects.prefetch_related("delivery_attempts")
+
+    def get_object(self) -> ScheduledMessage:
+        message = self.get_queryset().filter(pk=self.kwargs["pk"]).first()
+        if message is None:
+            raise NotFound(f"No message with id {self.kwargs['pk']}.")
+        self.check_object_permissions(self.request, message)
+        return message
 
 
 class MessageActionView(APIView):
@@ -106,7 +167,7 @@ class MessageActionView(APIView):
         if message is None:
             raise NotFound(f"No message with id {pk}.")
         if not type(self).perform(message):
-            return Response({"detail": self.refusal.format(status=message.status)}, status=status.HTTP_409_CONFLICT)
+            raise Conflict(self.refusal.format(status=message.status))
         logger.info(self.event, extra={"message_id": str(message.pk), "user_id": request.user.pk})
         return Response(MessageSerializer(message).data)
 

@@ -1,13 +1,37 @@
 """Shapes of the enqueue API: what a caller may send, and how a queued message looks."""
 
+import difflib
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from django.utils import timezone
 from rest_framework import serializers
 
 from messaging.models import Channel, Client, DeliveryAttempt, Lead, ScheduledMessage
+from messaging.services import RECIPIENT_MAX_CHARS, SUBJECT_MAX_CHARS, content_errors, send_at_error
 
 SEND_AT_EXAMPLE = "2026-11-28T09:00:00-05:00"
+# Sent by HTML forms with a staff session; never a field of the message.
+IGNORED_FIELDS = {"csrfmiddlewaretoken"}
+
+
+def unknown_field_errors(data: Mapping[str, Any], known: Iterable[str]) -> dict[str, list[str]]:
+    """{name: [reason]} for each field the serializer does not know, suggesting the closest known
+    name: a misspelt optional field (`sendAt`) would otherwise be dropped without a word."""
+    known = list(known)
+    by_folded = {name.lower().replace("_", "").replace("-", ""): name for name in known}
+    errors = {}
+    for name in data:
+        if name in known or name in IGNORED_FIELDS:
+            continue
+        folded = str(name).lower().replace("_", "").replace("-", "")
+        close = difflib.get_close_matches(folded, by_folded, n=1, cutoff=0.75)
+        if close:
+            errors[name] = [f"Unknown field {name!r}; did you mean {by_folded[close[0]]!r}?"]
+        else:
+            errors[name] = [f"Unknown field {name!r}; the fields are: {', '.join(known)}."]
+    return errors
 
 
 class AwareDateTimeField(serializers.DateTimeField):
@@ -39,9 +63,9 @@ class EnqueueSerializer(serializers.Serializer):
         choices=Channel.choices,
         error_messages={"invalid_choice": "Unknown channel {input!r}: use 'sms' or 'email'."},
     )
-    to = serializers.CharField(max_length=254)
-    body = serializers.CharField()
-    subject = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+    to = serializers.CharField(max_length=RECIPIENT_MAX_CHARS)
+    body = serializers.CharField()  # its limit depends on the channel: see validate()
+    subject = serializers.CharField(max_length=SUBJECT_MAX_CHARS, required=False, allow_blank=True, default="")
     html = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False)
     send_at = AwareDateTimeField(required=False, allow_null=True, default=None)
     client = serializers.PrimaryKeyRelatedField(
@@ -53,9 +77,23 @@ class EnqueueSerializer(serializers.Serializer):
     # 251: the API stores it as "api:<key>" in a 255-character column.
     idempotency_key = serializers.CharField(max_length=251, required=False, allow_blank=True, allow_null=True)
 
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        unknown = unknown_field_errors(data, self.fields) if isinstance(data, Mapping) else {}
+        try:
+            attrs = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            raise serializers.ValidationError({**unknown, **exc.detail}) from exc
+        if unknown:
+            raise serializers.ValidationError(unknown)
+        return attrs
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if attrs["channel"] == Channel.EMAIL and not attrs["subject"].strip():
-            raise serializers.ValidationError({"subject": "An email needs a subject."})
+        # The service's own rules, checked here too so that every wrong field is named at once.
+        errors = content_errors(attrs["channel"], attrs["body"], attrs["subject"], attrs["html"])
+        if reason := send_at_error(attrs["send_at"], timezone.now()):
+            errors["send_at"] = reason
+        if errors:
+            raise serializers.ValidationError(errors)
         lead, client = attrs["lead"], attrs["client"]
         if lead is not None:
             if client is None:
