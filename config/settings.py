@@ -183,6 +183,11 @@ DELIVERY_CONCURRENCY = env.int("DELIVERY_CONCURRENCY", default=8)
 DELIVERY_BATCH_SIZE = env.int("DELIVERY_BATCH_SIZE", default=100)
 DELIVERY_LEASE_SECONDS = env.int("DELIVERY_LEASE_SECONDS", default=300)
 DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=5)
+# After this many transient errors in a row on one provider, a run stops using it (an outage
+# must not burn every message's attempts); 0 turns the breaker off.
+DELIVERY_BREAKER_THRESHOLD = env.int("DELIVERY_BREAKER_THRESHOLD", default=20)
+# A timed-out or 5xx SMS is looked up at Twilio no sooner than this (its list must show it).
+DELIVERY_RECONCILE_DELAY_SECONDS = env.int("DELIVERY_RECONCILE_DELAY_SECONDS", default=120)
 QUIET_HOURS = env.str("QUIET_HOURS", default="08:00-21:00")
 # How far ahead a message may be queued: a send_at years out is almost always a typo'd year.
 ENQUEUE_HORIZON_DAYS = env.int("ENQUEUE_HORIZON_DAYS", default=365)

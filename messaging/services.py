@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from messaging.models import Channel, Client, Lead, ScheduledMessage, Status, transition
@@ -246,6 +247,9 @@ def retry_message(message: ScheduledMessage, now: datetime | None = None) -> boo
             attempts=0,
             next_attempt_at=now,
             lease_expires_at=None,
+            # A new generation sends under a new provider idempotency key: Resend would
+            # answer a retry under the old key with the first send's result and send nothing.
+            generation=F("generation") + 1,
         )
     )
     message.refresh_from_db()
