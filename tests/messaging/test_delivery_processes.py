@@ -140,8 +140,6 @@ def test_kill_9_mid_batch_loses_nothing_and_sends_nothing_twice(fake_providers):
     # As if the leases ran out (they are on the database's clock, which no test travels).
     expired = timezone.now() - timedelta(seconds=1)
     ScheduledMessage.objects.filter(status=Status.SENDING).update(lease_expires_at=expired)
-        lease_expires_at=timezone.now() - timedelta(seconds=1)
-    )
     with override_settings(**overrides):
         reset_providers()
         result = run_job("process-scheduled", "manual")
