@@ -2,12 +2,25 @@
 (the queue, its attempts, conversation messages): no full counts, raw id widgets, joins
 declared up front."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 
-from messaging.models import Call, Client, Conversation, DeliveryAttempt, Lead, Message, OptOut, ScheduledMessage
+from messaging.delivery.suppressions import normalize_address
+from messaging.models import (
+    Call,
+    Client,
+    Conversation,
+    DeliveryAttempt,
+    EmailSuppression,
+    Lead,
+    Message,
+    OptOut,
+    PendingReport,
+    ScheduledMessage,
+)
 from messaging.selectors import recipient_condition
 from messaging.services import cancel_message, retry_message
 
@@ -97,6 +110,47 @@ class OptOutAdmin(admin.ModelAdmin):
     search_fields = ("phone",)
     list_select_related = ("client",)
     raw_id_fields = ("client",)
+
+
+class EmailSuppressionForm(forms.ModelForm):
+    class Meta:
+        model = EmailSuppression
+        fields = ("email", "reason", "detail")
+
+    def clean_email(self) -> str:
+        return normalize_address(self.cleaned_data["email"])  # as schedule_message stores recipients
+
+
+@admin.register(EmailSuppression)
+class EmailSuppressionAdmin(admin.ModelAdmin):
+    """Addresses no email goes to. Deleting a row is how an operator lifts a suppression (the
+    next email, or a Retry of the failed one, is sent); adding one suppresses by hand."""
+
+    list_display = ("email", "reason", "created_at", "provider_message_id")
+    list_filter = ("reason",)
+    search_fields = ("email",)
+    ordering = ("-created_at",)
+    form = EmailSuppressionForm
+    fields = ("email", "reason", "detail", "provider_message_id", "created_at")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: EmailSuppression | None = None) -> tuple[str, ...]:
+        # What a provider reported stays as reported: lift it (delete) or keep it.
+        return self.fields if obj is not None else ("provider_message_id", "created_at")
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, str]:
+        return {"reason": "manual"}
+
+
+@admin.register(PendingReport)
+class PendingReportAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Delivery reports whose message is not recorded `sent` yet; applied or expired by the
+    delivery job, never edited."""
+
+    list_display = ("provider_message_id", "channel", "event", "target", "error_code", "occurred_at", "received_at")
+    list_filter = ("channel", "target")
+    search_fields = ("=provider_message_id",)
+    show_full_result_count = False
+    ordering = ("-received_at",)
 
 
 @admin.register(Client)

@@ -19,6 +19,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from messaging import selectors
+from messaging.delivery.suppressions import suppression_of
 from messaging.models import Channel, Client, ScheduledMessage, Status
 from messaging.services import cancel_message, retry_message
 
@@ -94,7 +95,11 @@ def queue(request: HttpRequest) -> HttpResponse:
 def message_detail(request: HttpRequest, message_id: uuid.UUID) -> HttpResponse:
     message = selectors.get_message(message_id)
     attempts = list(selectors.attempts_of(message))
-    return render(request, "messaging/message_detail.html", {"message": message, "attempts": attempts})
+    return render(
+        request,
+        "messaging/message_detail.html",
+        {"message": message, "attempts": attempts, "suppression": suppression_of(message)},
+    )
 
 
 @staff_member_required

@@ -1,10 +1,7 @@
 """Provider webhooks over HTTP with real signatures: Twilio (RequestValidator) and Resend (Svix)."""
 
 import base64
-import hashlib
-import hmac
 import itertools
-import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,25 +9,41 @@ import time_machine
 from django.test import Client as HttpClient
 from twilio.request_validator import RequestValidator
 
-from messaging.models import Client, Conversation, Lead, Message, OptOut, ScheduledMessage, Status
+from messaging.conversations import receive_inbound_sms
+from messaging.models import (
+    Client,
+    Conversation,
+    EmailSuppression,
+    Lead,
+    Message,
+    OptOut,
+    PendingReport,
+    ScheduledMessage,
+    Status,
+)
 from messaging.web.webhooks import SignatureError, verify_svix_signature
+from tests.messaging.webhook_client import (
+    ALICE,
+    SHARED_NUMBER,
+    SVIX_SECRET,
+    TWILIO_TOKEN,
+    post_resend,
+    post_twilio,
+    resend_event,
+    svix_signature,
+    twilio_status,
+    use_webhook_secrets,
+)
 
 pytestmark = pytest.mark.django_db
 
 NOW = datetime(2026, 11, 28, 15, 0, tzinfo=UTC)
-TWILIO_TOKEN = "twilio-auth-token-for-tests"
-SVIX_KEY = b"resend-signing-key-for-tests-32b"
-SVIX_SECRET = "whsec_" + base64.b64encode(SVIX_KEY).decode()
-ALICE = "+14155550123"
 CLIENT_NUMBER = "+14155550199"
-SHARED_NUMBER = "+14155550100"
 
 
 @pytest.fixture(autouse=True)
 def webhook_secrets(settings):
-    settings.TWILIO_AUTH_TOKEN = TWILIO_TOKEN
-    settings.RESEND_WEBHOOK_SECRET = SVIX_SECRET
-    settings.PUBLIC_BASE_URL = ""
+    use_webhook_secrets(settings)
 
 
 @pytest.fixture(autouse=True)
@@ -50,44 +63,12 @@ def make_client(number: str = CLIENT_NUMBER) -> Client:
     return Client.objects.create(name="Acme Dental", sms_from_number=number)
 
 
-def post_twilio(path: str, params: dict, *, url: str | None = None, signature: str | None = None):
-    signed_url = url or f"http://testserver{path}"
-    if signature is None:
-        signature = RequestValidator(TWILIO_TOKEN).compute_signature(signed_url, params)
-    return HttpClient().post(path, params, HTTP_X_TWILIO_SIGNATURE=signature)
-
-
-def twilio_status(sid: str = "SM123", status: str = "delivered", **extra: str):
-    params = {"MessageSid": sid, "MessageStatus": status, "To": ALICE, "From": SHARED_NUMBER, **extra}
-    return post_twilio("/webhooks/twilio/status/", params)
-
-
 _inbound_sids = itertools.count(1)
 
 
 def text_in(body: str, to: str = CLIENT_NUMBER, sender: str = ALICE, sid: str | None = None):
     params = {"MessageSid": sid or f"SMin{next(_inbound_sids)}", "From": sender, "To": to, "Body": body}
     return post_twilio("/webhooks/twilio/inbound/", params)
-
-
-def svix_signature(msg_id: str, timestamp: str, body: bytes, key: bytes = SVIX_KEY) -> str:
-    digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
-
-
-def post_resend(event: dict, *, sent_at: datetime = NOW, key: bytes = SVIX_KEY, signature: str | None = None):
-    body = json.dumps(event).encode()
-    timestamp = str(int(sent_at.timestamp()))
-    headers = {
-        "HTTP_SVIX_ID": "msg_1",
-        "HTTP_SVIX_TIMESTAMP": timestamp,
-        "HTTP_SVIX_SIGNATURE": signature or svix_signature("msg_1", timestamp, body, key),
-    }
-    return HttpClient().post("/webhooks/resend/", body, content_type="application/json", **headers)
-
-
-def resend_event(event_type: str, email_id: str = "em_1", **data) -> dict:
-    return {"type": event_type, "created_at": NOW.isoformat(), "data": {"email_id": email_id, **data}}
 
 
 def status_of(message: ScheduledMessage) -> str:
@@ -153,6 +134,47 @@ def test_svix_missing_headers_are_refused():
         verify(signatures="")
 
 
+def test_svix_signature_made_by_the_standard_webhooks_library_is_accepted():
+    # An outside signer: the Standard Webhooks reference library (what Svix implements).
+    from standardwebhooks.webhooks import Webhook
+
+    body = '{"type":"email.delivered"}'
+    signature = Webhook(SVIX_SECRET).sign("msg_1", NOW, body)
+
+    verify(body.encode(), signatures=signature)
+
+
+def test_svix_signature_refused_by_the_standard_webhooks_library_is_refused_too():
+    from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+    body, ts = b'{"a":1}', str(int(NOW.timestamp()))
+    forged = Webhook(base64.b64encode(b"another-key").decode()).sign("msg_1", NOW, body.decode())
+    headers = {"webhook-id": "msg_1", "webhook-timestamp": ts, "webhook-signature": forged}
+    with pytest.raises(WebhookVerificationError):
+        Webhook(SVIX_SECRET).verify(body, headers)
+    with pytest.raises(SignatureError):
+        verify(body, signatures=forged)
+
+
+@pytest.mark.parametrize("header", ["garbage", "v1", "v1,not base64!", "v1,"])
+def test_resend_malformed_signature_header_is_401_not_an_error(header):
+    message = make_message(channel="email", provider_id="em_1")
+
+    response = post_resend(resend_event("email.delivered"), signature=header)
+
+    assert response.status_code == 401
+    assert status_of(message) == Status.SENT
+
+
+def test_resend_with_a_secret_that_is_not_base64_is_503_naming_the_setting(settings):
+    settings.RESEND_WEBHOOK_SECRET = "whsec_not base64!"
+
+    response = post_resend(resend_event("email.delivered"))
+
+    assert response.status_code == 503
+    assert b"RESEND_WEBHOOK_SECRET" in response.content
+
+
 # -- Resend events --------------------------------------------------------------------------
 
 
@@ -160,6 +182,27 @@ def test_resend_delivered_marks_the_email_delivered():
     message = make_message(channel="email", provider_id="em_1")
 
     response = post_resend(resend_event("email.delivered"))
+
+    assert response.status_code == 200
+    message.refresh_from_db()
+    assert (message.status, message.delivered_at) == (Status.DELIVERED, NOW)
+
+
+def test_resend_event_signed_by_the_standard_webhooks_library_is_applied():
+    from standardwebhooks.webhooks import Webhook
+
+    message = make_message(channel="email", provider_id="em_1")
+    body = '{"type": "email.delivered", "data": {"email_id": "em_1"}}'
+    signature = Webhook(SVIX_SECRET).sign("msg_9", NOW, body)
+
+    response = HttpClient().post(
+        "/webhooks/resend/",
+        body,
+        content_type="application/json",
+        HTTP_SVIX_ID="msg_9",
+        HTTP_SVIX_TIMESTAMP=str(int(NOW.timestamp())),
+        HTTP_SVIX_SIGNATURE=signature,
+    )
 
     assert response.status_code == 200
     message.refresh_from_db()
@@ -174,6 +217,67 @@ def test_resend_bounce_marks_the_email_undelivered():
     message.refresh_from_db()
     assert (message.status, message.last_error_code) == (Status.UNDELIVERED, "bounced")
     assert "mailbox does not exist" in message.last_error
+
+
+def test_a_bounced_address_is_suppressed():
+    make_message(channel="email", provider_id="em_1")
+
+    post_resend(
+        resend_event(
+            "email.bounced", to=["Bob@Example.com"], bounce={"type": "Permanent", "message": "mailbox does not exist"}
+        )
+    )
+
+    suppression = EmailSuppression.objects.get()
+    assert (suppression.email, suppression.reason, suppression.provider_message_id) == (
+        "bob@example.com",
+        "bounced",
+        "em_1",
+    )
+    assert "mailbox does not exist" in suppression.detail
+
+
+@pytest.mark.parametrize("kind", ["Transient", "Undetermined", None])
+def test_a_bounce_that_is_not_permanent_suppresses_nothing(kind):
+    message = make_message(channel="email", provider_id="em_1")
+    bounce = {"type": kind, "message": "mailbox full"} if kind else {}
+
+    post_resend(resend_event("email.bounced", to=["bob@example.com"], bounce=bounce))
+
+    assert not EmailSuppression.objects.exists()
+    assert status_of(message) == Status.UNDELIVERED
+
+
+def test_a_complaint_suppresses_the_address():
+    make_message(status=Status.DELIVERED, channel="email", provider_id="em_1")
+
+    post_resend(resend_event("email.complained", to=["bob@example.com"]))
+
+    assert list(EmailSuppression.objects.values_list("email", "reason")) == [("bob@example.com", "complained")]
+
+
+def test_a_bounce_of_an_email_not_recorded_yet_suppresses_its_address_at_once():
+    post_resend(
+        resend_event("email.bounced", email_id="em_early", to=["bob@example.com"], bounce={"type": "Permanent"})
+    )
+
+    assert EmailSuppression.objects.filter(email="bob@example.com", reason="bounced").exists()
+
+
+def test_a_bounce_without_recipients_suppresses_the_known_messages_address():
+    make_message(channel="email", provider_id="em_1")
+
+    post_resend(resend_event("email.bounced", bounce={"type": "Permanent"}))
+
+    assert EmailSuppression.objects.filter(email="bob@example.com").exists()
+
+
+def test_an_address_suppressed_twice_keeps_its_first_reason():
+    post_resend(resend_event("email.bounced", email_id="em_1", to=["bob@example.com"], bounce={"type": "Permanent"}))
+
+    post_resend(resend_event("email.complained", email_id="em_2", to=["bob@example.com"]))
+
+    assert list(EmailSuppression.objects.values_list("reason", "provider_message_id")) == [("bounced", "em_1")]
 
 
 @pytest.mark.parametrize("event", ["email.failed", "email.suppressed"])
@@ -205,10 +309,24 @@ def test_resend_complaint_after_delivery_keeps_delivered_but_records_it():
     assert (message.status, message.last_error_code) == (Status.DELIVERED, "complained")
 
 
-def test_resend_event_for_an_unknown_email_is_acknowledged():
-    response = post_resend(resend_event("email.delivered", email_id="em_nobody_knows"))
+def test_resend_event_for_an_unknown_email_is_acknowledged_and_kept():
+    response = post_resend(resend_event("email.delivered", email_id="em_not_recorded_yet"))
 
     assert response.status_code == 200
+    report = PendingReport.objects.get()
+    assert (report.channel, report.provider_message_id, report.target, report.event) == (
+        "email",
+        "em_not_recorded_yet",
+        Status.DELIVERED,
+        "email.delivered",
+    )
+    assert (report.occurred_at, report.received_at) == (NOW, NOW)
+
+
+def test_resend_event_of_another_type_is_not_kept():
+    post_resend(resend_event("email.opened", email_id="em_not_recorded_yet"))
+
+    assert not PendingReport.objects.exists()
 
 
 def test_resend_event_of_another_type_changes_nothing():
@@ -289,13 +407,29 @@ def test_twilio_progress_statuses_change_nothing(twilio_state):
     assert status_of(message) == Status.SENT
 
 
-def test_twilio_report_before_the_worker_marked_it_sent_is_accepted_and_changes_nothing():
-    message = make_message(status=Status.SENDING)
+def test_twilio_report_for_a_message_still_sending_is_kept_for_its_send():
+    # The worker has not recorded the send: the message has no provider id yet.
+    message = make_message(status=Status.SENDING, provider_id="")
 
-    response = twilio_status(status="delivered")
+    response = twilio_status(sid="SM123", status="undelivered", ErrorCode="30003")
 
     assert response.status_code == 200
     assert status_of(message) == Status.SENDING
+    report = PendingReport.objects.get()
+    assert (report.channel, report.provider_message_id, report.target, report.error_code) == (
+        "sms",
+        "SM123",
+        Status.UNDELIVERED,
+        "30003",
+    )
+
+
+def test_twilio_repeated_report_before_the_send_is_kept_once():
+    twilio_status(sid="SMearly", status="delivered")
+
+    twilio_status(sid="SMearly", status="delivered")
+
+    assert PendingReport.objects.count() == 1
 
 
 def test_twilio_repeated_report_leaves_the_first_outcome():
@@ -307,8 +441,25 @@ def test_twilio_repeated_report_leaves_the_first_outcome():
     assert status_of(message) == Status.DELIVERED
 
 
-def test_twilio_unknown_sid_is_acknowledged():
-    assert twilio_status(sid="SMnobodyknows").status_code == 200
+def test_twilio_unknown_sid_is_acknowledged_and_kept():
+    assert twilio_status(sid="SMnot_recorded_yet").status_code == 200
+
+    assert PendingReport.objects.filter(provider_message_id="SMnot_recorded_yet").exists()
+
+
+@pytest.mark.parametrize("twilio_state", ["queued", "sending", "sent"])
+def test_twilio_progress_status_of_an_unknown_sid_is_not_kept(twilio_state):
+    twilio_status(sid="SMnot_recorded_yet", status=twilio_state)
+
+    assert not PendingReport.objects.exists()
+
+
+def test_twilio_report_for_a_message_already_final_is_not_kept():
+    make_message(status=Status.DELIVERED)
+
+    twilio_status(status="undelivered")
+
+    assert not PendingReport.objects.exists()
 
 
 def test_twilio_missing_signature_is_403():
@@ -473,14 +624,9 @@ def test_inbound_with_a_bad_signature_is_403_and_records_nothing():
     assert not OptOut.objects.exists() and not Message.objects.exists()
 
 
-@pytest.mark.django_db
 def test_owner_replying_to_a_notification_does_not_wait_for_a_reply():
-    from messaging.models import Client, Conversation
-    from messaging.web.webhooks import receive_inbound_sms
-
     client = Client.objects.create(name="Acme", owner_phone="+14155550100", sms_from_number="+14155550999")
-    from django.utils import timezone as tz
 
-    receive_inbound_sms(sender="+14155550100", recipient="+14155550999", body="ok thanks", now=tz.now())
+    receive_inbound_sms(sender="+14155550100", recipient="+14155550999", body="ok thanks", now=NOW)
     conversation = Conversation.objects.get(client=client)
     assert conversation.last_message_direction != "in"
