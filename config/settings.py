@@ -188,6 +188,8 @@ DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=5)
 DELIVERY_BREAKER_THRESHOLD = env.int("DELIVERY_BREAKER_THRESHOLD", default=20)
 # A timed-out or 5xx SMS is looked up at Twilio no sooner than this (its list must show it).
 DELIVERY_RECONCILE_DELAY_SECONDS = env.int("DELIVERY_RECONCILE_DELAY_SECONDS", default=120)
+# A delivery report whose message is not known yet is kept this long for its send to be recorded.
+DELIVERY_REPORT_RETENTION_HOURS = env.int("DELIVERY_REPORT_RETENTION_HOURS", default=72)
 QUIET_HOURS = env.str("QUIET_HOURS", default="08:00-21:00")
 # How far ahead a message may be queued: a send_at years out is almost always a typo'd year.
 ENQUEUE_HORIZON_DAYS = env.int("ENQUEUE_HORIZON_DAYS", default=365)

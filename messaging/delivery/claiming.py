@@ -13,6 +13,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.db.models.functions import Now
 
+from messaging.delivery.suppressions import SUPPRESSED_CODE, SUPPRESSED_ERROR, suppressed_emails
 from messaging.models import Channel, DeliveryAttempt, Outcome, ScheduledMessage, Status, transition
 from messaging.optouts import opt_outs_for
 from messaging.quiet_hours import next_allowed_time, parse_window
@@ -25,6 +26,7 @@ class Claim:
     ready: list[ScheduledMessage] = field(default_factory=list)  # marked sending: send these
     deferred: int = 0  # SMS outside the recipient's daytime window: moved to its opening
     opted_out: int = 0  # SMS to an opted-out number: failed without a provider call
+    suppressed: int = 0  # email to a suppressed address (bounced, complained): failed likewise
     token: uuid.UUID | None = None  # this claim's token, written on every ready message
 
 
@@ -68,11 +70,15 @@ def claim_due_messages(now: datetime, limit: int, lease: timedelta, exclude: Q |
             .order_by("next_attempt_at")[:limit]
         )
         opt_outs = opt_outs_for(m.to for m in batch if m.channel == Channel.SMS)
+        suppressed = suppressed_emails(m.to for m in batch if m.channel == Channel.EMAIL)
         ready_ids = []
         for message in batch:
             if message.channel == Channel.SMS and opt_outs.blocks(message.to, message.client_id):
-                _fail_opted_out(message, now)
+                _fail_unsendable(message, now, Outcome.OPTED_OUT, "opted_out", "the recipient opted out of SMS")
                 claim.opted_out += 1
+            elif message.channel == Channel.EMAIL and message.to in suppressed:
+                _fail_unsendable(message, now, Outcome.SUPPRESSED, SUPPRESSED_CODE, SUPPRESSED_ERROR)
+                claim.suppressed += 1
             elif (opening := _quiet_until(message, now)) is not None:
                 ScheduledMessage.objects.filter(pk=message.pk).update(next_attempt_at=opening)
                 claim.deferred += 1
@@ -96,17 +102,10 @@ def claim_due_messages(now: datetime, limit: int, lease: timedelta, exclude: Q |
     return claim
 
 
-def _fail_opted_out(message: ScheduledMessage, now: datetime) -> None:
-    transition(
-        message.pk,
-        Status.FAILED,
-        expect=[Status.PENDING],
-        last_error_code="opted_out",
-        last_error="the recipient opted out of SMS",
-    )
-    DeliveryAttempt.objects.create(
-        message=message, started_at=now, outcome=Outcome.OPTED_OUT, error_code="opted_out", worker=WORKER
-    )
+def _fail_unsendable(message: ScheduledMessage, now: datetime, outcome: str, code: str, why: str) -> None:
+    """Fail a message that must not go to its recipient, without a provider call."""
+    transition(message.pk, Status.FAILED, expect=[Status.PENDING], last_error_code=code, last_error=why)
+    DeliveryAttempt.objects.create(message=message, started_at=now, outcome=outcome, error_code=code, worker=WORKER)
 
 
 def release(messages: list[ScheduledMessage]) -> int:

@@ -15,6 +15,7 @@ from django.utils import timezone
 from messaging.conversations import record_outbound_sms
 from messaging.delivery.claiming import WORKER
 from messaging.delivery.providers.base import AccountError, PermanentError, ProviderError, SendResult
+from messaging.delivery.reports import apply_pending_reports
 from messaging.models import Channel, DeliveryAttempt, Outcome, ScheduledMessage, Status, transition
 from messaging.optouts import record_opt_out
 
@@ -66,7 +67,11 @@ def record_many(outcomes: list[SendOutcome], now: datetime | None = None) -> Cou
         with transaction.atomic():
             states = [record(outcome, now) for outcome in outcomes]
             DeliveryAttempt.objects.bulk_create([o.attempt for o in outcomes if o.attempt is not None])
-            record_outbound_sms([o.message for o, state in zip(outcomes, states, strict=True) if state == "sent"], now)
+            sent = [o for o, state in zip(outcomes, states, strict=True) if state == "sent"]
+            record_outbound_sms([o.message for o in sent], now)
+            # Last, so its per-report locks are held only until the commit right after: a
+            # report that overtook this commit is applied in the same transaction.
+            apply_pending_reports((o.message.channel, o.result.provider_id, o.message.pk) for o in sent)
         counts.update(states)
         return counts
     except DatabaseError:
@@ -79,6 +84,7 @@ def record_many(outcomes: list[SendOutcome], now: datetime | None = None) -> Cou
                     outcome.attempt.save()
                 if state == "sent":
                     record_outbound_sms([outcome.message], now)
+                    apply_pending_reports([(outcome.message.channel, outcome.result.provider_id, outcome.message.pk)])
                 counts[state] += 1
         except DatabaseError:
             logger.exception("record_failed", extra={"message_id": str(outcome.message.pk)})

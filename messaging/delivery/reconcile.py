@@ -20,6 +20,7 @@ from django.db.models.functions import Now
 from messaging.delivery.claiming import WORKER
 from messaging.delivery.providers import get_sms_provider
 from messaging.delivery.providers.base import ProviderError
+from messaging.delivery.reports import apply_pending_reports
 from messaging.models import Channel, DeliveryAttempt, Outcome, ScheduledMessage, Status, transition
 
 logger = logging.getLogger("messaging.delivery.reconcile")
@@ -113,24 +114,27 @@ def recover_expired_leases(now: datetime, should_stop: Callable[[], bool] = lamb
             _hand_back(taken[index:], now)
             break
         if sid:
-            transition(
-                message.pk,
-                Status.SENT,
-                expect=[Status.SENDING],
-                where=_ours(message),
-                provider_message_id=sid,
-                sent_at=now,
-                lease_expires_at=None,
-                last_error="",
-            )
-            DeliveryAttempt.objects.create(
-                message=message,
-                started_at=now,
-                outcome=Outcome.RECONCILED,
-                provider_message_id=sid,
-                worker=WORKER,
-                error="found at Twilio after the lease expired",
-            )
+            with transaction.atomic():
+                moved = transition(
+                    message.pk,
+                    Status.SENT,
+                    expect=[Status.SENDING],
+                    where=_ours(message),
+                    provider_message_id=sid,
+                    sent_at=now,
+                    lease_expires_at=None,
+                    last_error="",
+                )
+                DeliveryAttempt.objects.create(
+                    message=message,
+                    started_at=now,
+                    outcome=Outcome.RECONCILED,
+                    provider_message_id=sid,
+                    worker=WORKER,
+                    error="found at Twilio after the lease expired",
+                )
+                if moved:
+                    apply_pending_reports([(Channel.SMS, sid, message.pk)])
             counts["reconciled_sent"] += 1
         else:
             counts["recovered_" + _give_back(message, now, "lease expired; not found at Twilio")] += 1

@@ -16,6 +16,7 @@ from messaging.delivery.outcomes import SendOutcome, account_problem, record_man
 from messaging.delivery.providers import get_email_provider, get_sms_provider
 from messaging.delivery.providers.base import AccountError, EmailPayload, TransientError
 from messaging.delivery.reconcile import recover_expired_leases
+from messaging.delivery.reports import apply_stored_reports
 from messaging.models import Channel, ScheduledMessage
 from scheduling.context import JobContext
 
@@ -79,6 +80,8 @@ def deliver_due_messages(ctx: JobContext) -> None:
     """
     for key, count in recover_expired_leases(timezone.now(), should_stop=ctx.should_stop).items():
         ctx.add(key, count)
+    for key, count in apply_stored_reports(timezone.now()).items():
+        ctx.add(key, count)
     lease = timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
     low_water = 2 * settings.DELIVERY_CONCURRENCY
     stop = threading.Event()
@@ -99,10 +102,11 @@ def deliver_due_messages(ctx: JobContext) -> None:
                     )
                     ctx.add("deferred_quiet_hours", claim.deferred)
                     ctx.add("opted_out", claim.opted_out)
+                    ctx.add("suppressed", claim.suppressed)
                     futures.update({pool.submit(watch.send, m, stop): m for m in claim.ready})
-                    queue_empty = not (claim.ready or claim.deferred or claim.opted_out)
+                    queue_empty = not (claim.ready or claim.deferred or claim.opted_out or claim.suppressed)
                     if not claim.ready and not queue_empty:
-                        continue  # only deferred or opted-out rows this time: claim again
+                        continue  # only deferred, opted-out or suppressed rows this time: claim again
                 if not futures:
                     break
                 done, _ = wait(futures, timeout=RECORD_GROUP_SECONDS, return_when=FIRST_COMPLETED)

@@ -175,3 +175,69 @@ def test_sigterm_mid_batch_records_what_went_out_and_leaves_nothing_sending(fake
     run = JobRun.objects.get(job__name="process-scheduled")
     assert run.status == "succeeded" and run.summary["stopped_early"] == "SIGTERM"
     assert worker.returncode == 0 and "stopped early by SIGTERM" in out
+
+
+def test_no_message_is_left_sending_when_every_run_has_returned(fake_providers, live_server, settings):
+    """4 worker processes + 4 concurrent HTTP triggers (all four in this process, so they share
+    WORKER), 5 ms provider latency, no fault, no kill: once every run has returned, no message
+    may be left `sending` (its 300 s lease would hold it up long after the queue drained)."""
+    from messaging.models import DeliveryAttempt
+    from scheduling.models import JobRun
+
+    settings.DELIVERY_BATCH_SIZE = 50
+    queue(2000)
+    fake_providers.set_latency(0.005)
+    started = time.monotonic()
+    workers = [
+        start_manage("process_scheduled", "--trigger=cron", **provider_env(fake_providers, DELIVERY_BATCH_SIZE="50"))
+        for _ in range(4)
+    ]
+    settings.SMS_PROVIDER, settings.EMAIL_PROVIDER = "twilio", "resend"
+    for name, value in provider_env(fake_providers).items():
+        if name not in ("SMS_PROVIDER", "EMAIL_PROVIDER"):
+            setattr(settings, name, float(value) if name.endswith(("_RATE", "_SECONDS")) else value)
+    from messaging.delivery.providers import reset_providers
+
+    reset_providers()
+    answers: list[int] = []
+
+    def trigger() -> None:
+        response = requests.post(
+            f"{live_server.url}/api/cron/process-scheduled/",
+            headers={"Authorization": "Bearer test-secret-one"},
+            timeout=120,
+        )
+        answers.append(response.status_code)
+
+    threads = [threading.Thread(target=trigger) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    outputs = [w.communicate(timeout=120) for w in workers]
+    for thread in threads:
+        thread.join(timeout=120)
+    elapsed = time.monotonic() - started
+    reset_providers()
+
+    assert [w.returncode for w in workers] == [0, 0, 0, 0], outputs
+    assert answers == [200] * 4
+    # Checked at once, minutes before any lease could end: every run has returned, so nothing
+    # may still be `sending`. On failure, show the rows, their attempts and every run's counts.
+    stuck = list(
+        ScheduledMessage.objects.filter(status=Status.SENDING).values(
+            "id", "body", "channel", "claimed_by", "attempts", "lease_expires_at", "last_error_code"
+        )
+    )
+    attempts = list(
+        DeliveryAttempt.objects.filter(message_id__in=[row["id"] for row in stuck]).values(
+            "message__body", "outcome", "error_code", "worker", "duration_ms"
+        )
+    )
+    runs = list(JobRun.objects.order_by("pk").values("pk", "trigger", "pid", "status", "summary"))
+    assert stuck == [], (stuck, attempts, runs)
+    assert set(ScheduledMessage.objects.values_list("status", flat=True)) == {Status.SENT}
+    counts = sends_per_message(fake_providers)
+    assert len(counts) == 2000 and set(counts.values()) == {1}
+    # Every claimed message was recorded as sent by the run that claimed it: nothing lost its
+    # claim, came back ambiguous, failed to record or was handed back.
+    assert sum(run["summary"].get("sent", 0) for run in runs) == 2000, runs
+    assert elapsed < 60  # drained by the runs themselves, not by lease recovery

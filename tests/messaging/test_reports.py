@@ -33,10 +33,6 @@ from tests.messaging.webhook_client import resend_event, twilio_status, use_webh
 pytestmark = pytest.mark.django_db
 
 NOW = datetime(2026, 11, 28, 15, 0, tzinfo=UTC)
-INTEGRATION_PENDING = pytest.mark.xfail(
-    strict=True,
-    reason="integration pending: the delivery engine does not call messaging.delivery.reports / suppressions yet",
-)
 
 
 @pytest.fixture(autouse=True)
@@ -460,7 +456,6 @@ class TestRaceWithTheWorkersCommit:
         assert fresh(message).status == Status.SENDING  # lease recovery will decide
         assert len(kept("SMrace")) == 1  # and its `sent` write applies it
 
-    @INTEGRATION_PENDING
     def test_record_many_applies_a_report_posted_while_its_commit_waits_on_a_row_lock(self):
         message, lead = claimed_sms_to_a_lead()
 
@@ -483,7 +478,6 @@ class TestRaceWithTheWorkersCommit:
 # -- Where the delivery engine applies them (see the reply of the change that added this) ---
 
 
-@INTEGRATION_PENDING
 def test_record_many_applies_reports_kept_before_the_send_was_recorded():
     message, _ = claimed_sms_to_a_lead()
     apply_twilio_status("SMearly", "delivered", "", NOW)
@@ -494,7 +488,6 @@ def test_record_many_applies_reports_kept_before_the_send_was_recorded():
     assert kept() == []
 
 
-@INTEGRATION_PENDING
 def test_process_scheduled_applies_reports_kept_for_messages_sent_since():
     message = sending_sms()
     apply_twilio_status("SM1", "delivered", "", NOW)
@@ -506,7 +499,6 @@ def test_process_scheduled_applies_reports_kept_for_messages_sent_since():
     assert fresh(message).status == Status.DELIVERED
 
 
-@INTEGRATION_PENDING
 def test_lease_recovery_that_finds_the_sms_at_twilio_applies_its_kept_report(provider_settings, fake_providers):
     message = sms(body="Hello from Acme")
     ScheduledMessage.objects.filter(pk=message.pk).update(
@@ -525,7 +517,6 @@ def test_lease_recovery_that_finds_the_sms_at_twilio_applies_its_kept_report(pro
     assert kept() == []
 
 
-@INTEGRATION_PENDING
 def test_email_to_a_suppressed_address_fails_as_suppressed_without_a_provider_call(provider_settings, fake_providers):
     EmailSuppression.objects.create(email="lead@example.com", reason="bounced")
     message = email(to="Lead@Example.com")
