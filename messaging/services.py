@@ -250,6 +250,8 @@ def retry_message(message: ScheduledMessage, now: datetime | None = None) -> boo
             # A new generation sends under a new provider idempotency key: Resend would
             # answer a retry under the old key with the first send's result and send nothing.
             generation=F("generation") + 1,
+            # The old send's id goes too: a late report about it must not be taken for this one.
+            provider_message_id="",
         )
     )
     message.refresh_from_db()

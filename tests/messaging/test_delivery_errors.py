@@ -178,6 +178,7 @@ def test_an_operators_retry_of_an_email_reaches_resend_as_a_new_send(provider_se
     deliver()
     ScheduledMessage.objects.filter(pk=message.pk).update(status=Status.UNDELIVERED)  # it bounced, say
     assert retry_message(ScheduledMessage.objects.get(pk=message.pk))
+    assert ScheduledMessage.objects.get(pk=message.pk).provider_message_id == ""  # the old send's id is gone
 
     deliver()
 
