@@ -37,6 +37,21 @@ def _require(name: str, value: object) -> None:
         )
 
 
+MIN_SECRET_LENGTH = 32
+
+
+def _require_strong(name: str, value: str) -> None:
+    """Refuse .env.example's placeholders and short secrets. The message names the variable
+    and the length, never the value: start-up errors end up in journals and CI logs."""
+    hint = "e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    if value.lower().startswith("change-me"):
+        raise ImproperlyConfigured(f"{name} is still the placeholder from .env.example: replace it, {hint}")
+    if len(value) < MIN_SECRET_LENGTH:
+        raise ImproperlyConfigured(
+            f"{name} is too short ({len(value)} characters): use at least {MIN_SECRET_LENGTH}, {hint}"
+        )
+
+
 DEBUG = env.bool("DEBUG", default=True)
 SECRET_KEY = env_secret("SECRET_KEY")
 CRON_SECRET = [s.strip() for s in env_secret("CRON_SECRET").split(",") if s.strip()]
@@ -44,6 +59,9 @@ CRON_SECRET = [s.strip() for s in env_secret("CRON_SECRET").split(",") if s.stri
 if not DEBUG:
     _require("SECRET_KEY", SECRET_KEY)
     _require("CRON_SECRET", CRON_SECRET)
+    _require_strong("SECRET_KEY", SECRET_KEY)
+    for _i, _secret in enumerate(CRON_SECRET, 1):
+        _require_strong("CRON_SECRET" if len(CRON_SECRET) == 1 else f"CRON_SECRET (entry {_i})", _secret)
 if not SECRET_KEY:
     # Only reachable with DEBUG on: a fixed key is fine for a laptop trial.
     SECRET_KEY = "insecure-local-development-key-do-not-use-in-production"

@@ -45,10 +45,11 @@ def run_from_command(command: BaseCommand, name: str, trigger: str, if_due: bool
         raise CommandError(f"unknown job {name!r}; `python manage.py cron list` shows the jobs")
     now = timezone.now()
     job = ensure_job(spec)
+    # --if-due asks the schedule whoever starts the run: a job without a schedule is never due.
+    if if_due and not (job.cron and schedule.is_due(job.cron, job.tz, now)):
+        return
     planned_at = None
     if trigger == Trigger.CRON and job.cron:
-        if if_due and not schedule.is_due(job.cron, job.tz, now):
-            return
         planned_at = schedule.previous_run(job.cron, job.tz, now)
     signal.signal(signal.SIGTERM, _request_stop)
     signal.signal(signal.SIGINT, _request_stop)

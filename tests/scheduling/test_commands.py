@@ -1,8 +1,10 @@
 import subprocess
 import sys
+from datetime import UTC, datetime
 from io import StringIO
 
 import pytest
+import time_machine
 from django.core.management import call_command
 
 from scheduling.models import JobRun
@@ -60,6 +62,19 @@ def test_job_command_records_a_cron_trigger_with_its_planned_time(sample_jobs_re
     assert run.trigger == "cron" and run.planned_at is not None and run.planned_at <= run.started_at
 
 
+@time_machine.travel(datetime(2026, 12, 2, 6, 28, 30, tzinfo=UTC), tick=False)
+def test_if_due_on_a_manual_run_outside_the_schedule_runs_nothing():
+    call_command("prune", "--if-due", stdout=StringIO())  # prune is due at 03:17 UTC only
+    assert not JobRun.objects.filter(job__name="prune").exists()
+
+
+@time_machine.travel(datetime(2026, 12, 2, 3, 17, 30, tzinfo=UTC), tick=False)
+def test_if_due_on_a_manual_run_in_the_scheduled_minute_runs():
+    call_command("prune", "--if-due", stdout=StringIO())
+    run = JobRun.objects.get(job__name="prune")
+    assert run.trigger == "manual"
+
+
 def test_unknown_job_is_a_clear_command_error():
     from django.core.management.base import CommandError
 
@@ -95,11 +110,69 @@ def test_production_settings_pass_the_deploy_check():
 
 def test_secret_can_come_from_a_file(tmp_path):
     secret_file = tmp_path / "cron_secret"
-    secret_file.write_text("from-a-file\n")
+    secret_file.write_text("from-a-file-" + "f" * 30 + "\n")
     env = subprocess_env(
         DEBUG="false", SECRET_KEY="x" * 50, ALLOWED_HOSTS="example.com", CRON_SECRET_FILE=str(secret_file)
     )
     env.pop("CRON_SECRET")
     code = "import django; django.setup(); from django.conf import settings; print(settings.CRON_SECRET)"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-    assert proc.stdout.strip() == "['from-a-file']", proc.stderr
+    assert proc.stdout.strip() == f"['from-a-file-{'f' * 30}']", proc.stderr
+
+
+def _check_in_production(**secrets: str) -> subprocess.CompletedProcess:
+    env = subprocess_env(DEBUG="false", ALLOWED_HOSTS="example.com", **secrets)
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+GOOD_KEY = "Kq3-vX9_" * 7  # 56 characters
+GOOD_CRON_SECRET = "c7Yb2-Lm" * 5  # 40 characters
+
+
+@pytest.mark.parametrize(
+    ("variable", "secrets", "bad_value", "expected"),
+    [
+        ("CRON_SECRET", {"SECRET_KEY": GOOD_KEY, "CRON_SECRET": "short-secret"}, "short-secret", "too short (12"),
+        (
+            "CRON_SECRET",
+            {"SECRET_KEY": GOOD_KEY, "CRON_SECRET": "change-me-long-random-string"},
+            "change-me-long-random-string",
+            "placeholder",
+        ),
+        ("SECRET_KEY", {"SECRET_KEY": "tiny-key-0123", "CRON_SECRET": GOOD_CRON_SECRET}, "tiny-key-0123", "too short"),
+        (
+            "SECRET_KEY",
+            {
+                "SECRET_KEY": "change-me-to-a-long-random-string-of-50-or-more-characters",
+                "CRON_SECRET": GOOD_CRON_SECRET,
+            },
+            "change-me-to-a-long-random-string-of-50-or-more-characters",
+            "placeholder",
+        ),
+        (
+            "CRON_SECRET (entry 2)",
+            {"SECRET_KEY": GOOD_KEY, "CRON_SECRET": f"{GOOD_CRON_SECRET},old-rotated"},
+            "old-rotated",
+            "too short (11",
+        ),
+    ],
+)
+def test_production_settings_refuse_weak_secrets_without_printing_them(variable, secrets, bad_value, expected):
+    proc = _check_in_production(**secrets)
+    assert proc.returncode != 0
+    assert f"{variable} is" in proc.stderr and expected in proc.stderr, proc.stderr
+    assert bad_value not in proc.stderr + proc.stdout
+
+
+def test_production_settings_accept_long_secrets_including_rotated_ones():
+    proc = _check_in_production(SECRET_KEY=GOOD_KEY, CRON_SECRET=f"{GOOD_CRON_SECRET},{GOOD_CRON_SECRET[::-1]}")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_env_example_placeholders_are_the_ones_production_refuses():
+    text = (ROOT / ".env.example").read_text()
+    for name in ("SECRET_KEY", "CRON_SECRET"):
+        values = [line.split("=", 1)[1] for line in text.splitlines() if line.lstrip("# ").startswith(f"{name}=")]
+        assert values and all(value.startswith("change-me") for value in values), name
