@@ -167,6 +167,7 @@ X_FRAME_OPTIONS = "DENY"
 # --- Cron jobs ------------------------------------------------------------------------------
 CRON_ALERT_EMAILS = env.list("CRON_ALERT_EMAILS", default=[])
 CRON_ALERT_AFTER_FAILURES = env.int("CRON_ALERT_AFTER_FAILURES", default=1)
+CRON_PARTIAL_FAILING_AFTER = env.int("CRON_PARTIAL_FAILING_AFTER", default=3)
 CRON_MIN_FREE_MB = env.int("CRON_MIN_FREE_MB", default=500)
 CRON_MAX_LOAD = env.float("CRON_MAX_LOAD", default=4.0)
 CRON_RUN_RETENTION_DAYS = env.int("CRON_RUN_RETENTION_DAYS", default=30)

@@ -1,5 +1,8 @@
 """Tell operators when a job starts failing, goes overdue, or recovers: once per incident.
 
+Failing means the last run failed (CRON_ALERT_AFTER_FAILURES in a row before the alert) or
+CRON_PARTIAL_FAILING_AFTER runs in a row were partial; only a clean (succeeded) run recovers.
+
 `Job.alert_state` records the incident operators were last told about. Each alert is a
 conditional UPDATE of that field; only the process whose update changed the row sends the
 email, so concurrent runs and watchdogs never send the same alert twice.
@@ -48,7 +51,18 @@ def notify_run_finished(job: Job, run: JobRun) -> None:
                 f"Last run #{run.pk} at {run.started_at:%Y-%m-%d %H:%M:%S} UTC:\n{run.error}\n",
                 job,
             )
-    elif run.status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL) and job.alert_state != Health.OK:
+    elif run.status == RunStatus.PARTIAL:
+        if job.is_failing() and _transition(job, Health.FAILING, now):
+            _send(
+                f"[cron] {job.name} is failing",
+                f"Job {job.name} finished partial {job.consecutive_partials} time(s) in a row "
+                f"(some items failed each time).\n"
+                f"Last run #{run.pk} at {run.started_at:%Y-%m-%d %H:%M:%S} UTC: "
+                f"{run.succeeded} ok, {run.failed} failed:\n{run.error}\n",
+                job,
+            )
+    elif run.status == RunStatus.SUCCEEDED and job.alert_state != Health.OK:
+        # Only a clean run ends an incident: a partial run after a failure is not "recovered".
         previous = job.alert_state
         if _transition(job, Health.OK, now):
             _send(

@@ -1,5 +1,6 @@
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.timezone import now as utc_now
@@ -25,6 +26,8 @@ class RunStatus(models.TextChoices):
 
 class Health(models.TextChoices):
     OK = "ok"
+    # The last run was partial: shown, but not an incident (no alert, status stays 200/exit 0).
+    DEGRADED = "degraded"
     DISABLED = "disabled"
     FAILING = "failing"
     OVERDUE = "overdue"
@@ -46,6 +49,8 @@ class Job(models.Model):
     # Start of the last run that did its work (succeeded or partial): what "overdue" measures.
     last_success_at = models.DateTimeField(null=True, blank=True)
     consecutive_failures = models.PositiveIntegerField(default=0)
+    # Partial runs in a row; CRON_PARTIAL_FAILING_AFTER of them make the job failing.
+    consecutive_partials = models.PositiveIntegerField(default=0)
     # The incident operators were last told about; alerts fire on a change of this field only.
     alert_state = models.CharField(max_length=16, choices=Health.choices, default=Health.OK)
     alert_changed_at = models.DateTimeField(null=True, blank=True)
@@ -103,11 +108,19 @@ class Job(models.Model):
         """The one answer to "is this job healthy?" that every view, command and alert asks."""
         if not self.enabled:
             return Health.DISABLED
-        if self.last_status == RunStatus.FAILED:
+        if self.is_failing():
             return Health.FAILING
         if self.is_overdue(now):
             return Health.OVERDUE
+        if self.last_status == RunStatus.PARTIAL:
+            return Health.DEGRADED
         return Health.OK
+
+    def is_failing(self) -> bool:
+        """The last run failed, or CRON_PARTIAL_FAILING_AFTER runs in a row were partial."""
+        return self.last_status == RunStatus.FAILED or (
+            self.last_status == RunStatus.PARTIAL and self.consecutive_partials >= settings.CRON_PARTIAL_FAILING_AFTER
+        )
 
 
 class JobRun(models.Model):

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from scheduling import alerts, guard, locks, registry
@@ -219,15 +219,10 @@ def _finish(job: Job, run: JobRun, ctx: JobContext, status: str, error: str, tb:
         ctx.data["stopped_early"] = ctx.stopped_by
     run.summary = ctx.data
     run.finish(status, error=error, traceback=tb)
-    worked = status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL)
-    Job.objects.filter(pk=job.pk).update(
-        last_run_at=run.started_at,
-        last_status=status,
-        consecutive_failures=0 if worked else F("consecutive_failures") + 1,
-        **({"last_success_at": run.started_at} if worked else {}),
-    )
+    newest = _record_outcome(job, run, status)
     job.refresh_from_db()
-    alerts.notify_run_finished(job, run)
+    if newest:
+        alerts.notify_run_finished(job, run)
     ctx.log.info(
         "job_finished",
         extra={
@@ -236,5 +231,32 @@ def _finish(job: Job, run: JobRun, ctx: JobContext, status: str, error: str, tb:
             "succeeded": run.succeeded,
             "failed": run.failed,
             "duration_ms": run.duration_ms,
+            "stale": not newest,
         },
     )
+
+
+def _record_outcome(job: Job, run: JobRun, status: str) -> bool:
+    """Move the job's last outcome and counters to this run's, unless a newer run got there first.
+
+    Runs of a job that allows concurrency (or a run whose lock was lost) may finish out of
+    order. The UPDATE is conditional on the stored last_run_at, so an older run that finishes
+    last never overwrites a newer status; its row count says whether this run was the newest.
+    A stale run may still move last_success_at forward, never back. Only the newest run's
+    outcome alerts: the counters and alert_state describe the same sequence of runs.
+    """
+    worked = status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL)
+    jobs = Job.objects.filter(pk=job.pk)
+    newest = jobs.filter(Q(last_run_at__isnull=True) | Q(last_run_at__lte=run.started_at)).update(
+        last_run_at=run.started_at,
+        last_status=status,
+        consecutive_failures=0 if worked else F("consecutive_failures") + 1,
+        consecutive_partials=F("consecutive_partials") + 1 if status == RunStatus.PARTIAL else 0,
+        # The newest run started no earlier than any run before it: its start moves forward.
+        **({"last_success_at": run.started_at} if worked else {}),
+    )
+    if worked and not newest:
+        jobs.filter(Q(last_success_at__isnull=True) | Q(last_success_at__lt=run.started_at)).update(
+            last_success_at=run.started_at
+        )
+    return bool(newest)

@@ -90,24 +90,36 @@ def prune_runs(now: datetime, batch_size: int = 5000) -> int:
         deleted += JobRun.objects.filter(pk__in=ids).delete()[0]
 
 
-def success_rates(since: datetime) -> dict[int, float | None]:
-    """Share of finished, non-skipped runs per job id that succeeded since `since`."""
+def run_rates(since: datetime) -> dict[int, dict[str, Any]]:
+    """Per job id, of its finished, non-skipped runs since `since`: the share that succeeded,
+    and apart from it, the number and share that were partial (a partial run is not a success).
+    """
     counted = ~Q(runs__status__in=[RunStatus.SKIPPED, RunStatus.RUNNING])
+    recent = Q(runs__started_at__gte=since)
     rows = Job.objects.annotate(
-        total=Count("runs", filter=counted & Q(runs__started_at__gte=since)),
-        good=Count("runs", filter=Q(runs__status=RunStatus.SUCCEEDED, runs__started_at__gte=since)),
-    ).values_list("pk", "total", "good")
-    return {pk: (round(good / total, 4) if total else None) for pk, total, good in rows}
+        total=Count("runs", filter=counted & recent),
+        good=Count("runs", filter=Q(runs__status=RunStatus.SUCCEEDED) & recent),
+        partial=Count("runs", filter=Q(runs__status=RunStatus.PARTIAL) & recent),
+    ).values_list("pk", "total", "good", "partial")
+    return {
+        pk: {
+            "success": round(good / total, 4) if total else None,
+            "partial": round(partial / total, 4) if total else None,
+            "partial_runs": partial,
+        }
+        for pk, total, good, partial in rows
+    }
 
 
 def job_overview(now: datetime | None = None) -> list[dict[str, Any]]:
     """Every job's schedule, last outcome, next run and health: for status, API, dashboard."""
     now = now or timezone.now()
     jobs = sync_jobs()
-    rates = success_rates(now - timedelta(days=7))
+    rates = run_rates(now - timedelta(days=7))
     overview = []
     for job in jobs:
         next_run = job.next_run_at(now) if job.enabled else None
+        rate = rates.get(job.pk) or {"success": None, "partial": None, "partial_runs": 0}
         overview.append(
             {
                 "name": job.name,
@@ -122,11 +134,15 @@ def job_overview(now: datetime | None = None) -> list[dict[str, Any]]:
                 "next_run_at": next_run,
                 "overdue": job.is_overdue(now),
                 "health": job.health(now),
-                "success_rate_7d": rates.get(job.pk),
+                "success_rate_7d": rate["success"],
+                "partial_rate_7d": rate["partial"],
+                "partial_runs_7d": rate["partial_runs"],
+                "consecutive_partials": job.consecutive_partials,
             }
         )
     return overview
 
 
 def is_healthy(overview: list[dict[str, Any]]) -> bool:
-    return all(entry["health"] in (Health.OK, Health.DISABLED) for entry in overview)
+    """False when a job is failing or overdue; a degraded job (a few partial runs) is shown, not an outage."""
+    return all(entry["health"] in (Health.OK, Health.DEGRADED, Health.DISABLED) for entry in overview)

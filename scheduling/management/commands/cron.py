@@ -61,9 +61,9 @@ class Command(BaseCommand):
 
     def do_status(self, **options: Any) -> None:
         overview = job_overview()
-        rows = [("JOB", "HEALTH", "LAST RUN", "LAST STATUS", "LAST SUCCESS", "7-DAY SUCCESS")]
+        rows = [("JOB", "HEALTH", "LAST RUN", "LAST STATUS", "LAST SUCCESS", "7-DAY SUCCESS", "7-DAY PARTIAL")]
         for entry in overview:
-            rate = entry["success_rate_7d"]
+            rate, partial = entry["success_rate_7d"], entry["partial_rate_7d"]
             rows.append(
                 (
                     entry["name"],
@@ -72,6 +72,7 @@ class Command(BaseCommand):
                     entry["last_status"] or "never",
                     _when(entry["last_success_at"]),
                     "-" if rate is None else f"{rate:.0%}",
+                    "-" if partial is None else f"{partial:.0%} ({entry['partial_runs_7d']})",
                 )
             )
         self._table(rows)
