@@ -138,6 +138,26 @@ class EmailProvider(ABC):
         return [self.send_email(p) for p in payloads]
 
 
+def error_for_status(
+    message: str,
+    *,
+    code: str | None,
+    http_status: int | None,
+    retry_after: float | None,
+    account_hint: str,
+    may_have_sent: bool,
+) -> ProviderError:
+    """The error kind an HTTP status alone implies, once a provider's own codes are checked:
+    401/403 is our account, another 4xx this message, anything else (5xx, no answer) transient."""
+    if http_status in (401, 403):
+        return AccountError(message, code=code, http_status=http_status, hint=account_hint)
+    if http_status is not None and 400 <= http_status < 500:
+        return PermanentError(message, code=code, http_status=http_status)
+    return TransientError(
+        message, code=code, http_status=http_status, retry_after=retry_after, may_have_sent=may_have_sent
+    )
+
+
 def setting(name: str, default: Any = None) -> Any:
     # getattr with a default so this package works before settings.py
     # defines the provider settings.

@@ -22,6 +22,7 @@ from .base import (
     ProviderError,
     SendResult,
     TransientError,
+    error_for_status,
     header,
     network_error,
     parse_retry_after,
@@ -207,17 +208,11 @@ class ResendEmailProvider(EmailProvider):
         message = f"Resend error: {exc.message}"
         if status == 429 or (status == 409 and name == CONCURRENT_IDEMPOTENT):
             return TransientError(message, code=name, http_status=status, retry_after=retry_after)
-        if name in ACCOUNT_HINTS or status in (401, 403):
-            hint = ACCOUNT_HINTS.get(name or "", "check RESEND_API_KEY and RESEND_FROM_EMAIL")
+        hint = ACCOUNT_HINTS.get(name or "", "check RESEND_API_KEY and RESEND_FROM_EMAIL")
+        if name in ACCOUNT_HINTS:
             return AccountError(message, code=name, http_status=status, hint=hint)
-        if status is not None and 400 <= status < 500:
-            return PermanentError(message, code=name, http_status=status)
-        return TransientError(
-            message,
-            code=name,
-            http_status=status,
-            retry_after=retry_after,
-            may_have_sent=True,
+        return error_for_status(
+            message, code=name, http_status=status, retry_after=retry_after, account_hint=hint, may_have_sent=True
         )
 
 

@@ -28,6 +28,7 @@ from .base import (
     SendResult,
     SmsProvider,
     TransientError,
+    error_for_status,
     header,
     network_error,
     parse_retry_after,
@@ -251,15 +252,14 @@ def classify(status: int | None, code: int | str | None, headers: Any, message: 
         return PermanentError(message, code=code_str, http_status=status)
     if num_code in SENDER_CODES:
         return AccountError(message, code=code_str, http_status=status, hint=SENDER_HINT)
-    if num_code in CREDENTIAL_CODES or status in (401, 403):
+    if num_code in CREDENTIAL_CODES:
         return AccountError(message, code=code_str, http_status=status, hint=CREDENTIALS_HINT)
-    if status is not None and 400 <= status < 500:
-        return PermanentError(message, code=code_str, http_status=status)
-    return TransientError(
+    return error_for_status(
         message,
         code=code_str,
         http_status=status,
         retry_after=retry_after,
+        account_hint=CREDENTIALS_HINT,
         may_have_sent=status is None or status >= 500,
     )
 
