@@ -170,6 +170,8 @@ CRON_ALERT_AFTER_FAILURES = env.int("CRON_ALERT_AFTER_FAILURES", default=1)
 CRON_PARTIAL_FAILING_AFTER = env.int("CRON_PARTIAL_FAILING_AFTER", default=3)
 CRON_MIN_FREE_MB = env.int("CRON_MIN_FREE_MB", default=500)
 CRON_MAX_LOAD = env.float("CRON_MAX_LOAD", default=4.0)
+# Overload skips of one job in a row after which it counts as unhealthy and alerts (0: never).
+CRON_OVERLOAD_ALERT_AFTER = env.int("CRON_OVERLOAD_ALERT_AFTER", default=3)
 CRON_RUN_RETENTION_DAYS = env.int("CRON_RUN_RETENTION_DAYS", default=30)
 CRON_LOCK_DIR = env.str("CRON_LOCK_DIR", default=str(BASE_DIR / "var" / "locks"))
 CRON_AUTH_FAILURES_PER_MINUTE = env.int("CRON_AUTH_FAILURES_PER_MINUTE", default=20)

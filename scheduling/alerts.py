@@ -73,6 +73,20 @@ def notify_run_finished(job: Job, run: JobRun) -> None:
             )
 
 
+def notify_overloaded(job: Job, run: JobRun) -> None:
+    """Alert that the overload guard keeps refusing `job`; once per incident."""
+    now = run.finished_at or timezone.now()
+    if job.alert_state != Health.OK or not _transition(job, Health.OVERLOADED, now):
+        return
+    _send(
+        f"[cron] {job.name} is not running: machine overloaded",
+        f"Job {job.name} was refused {job.consecutive_overloads} time(s) in a row because the machine "
+        f"is overloaded (CRON_MIN_FREE_MB / CRON_MAX_LOAD).\n"
+        f"Last refusal #{run.pk} at {run.started_at:%Y-%m-%d %H:%M:%S} UTC: {run.skip_reason}\n",
+        job,
+    )
+
+
 def notify_overdue(job: Job, now: datetime) -> bool:
     """Alert that `job` missed its schedule; False when operators already know."""
     if job.alert_state != Health.OK or not _transition(job, Health.OVERDUE, now):

@@ -16,3 +16,7 @@ class SchedulingConfig(AppConfig):
         # Extra job modules (e.g. the test suite's sample jobs in subprocesses).
         for module in getattr(settings, "CRON_EXTRA_JOB_MODULES", []):
             import_module(module)
+        from scheduling import commands
+
+        # Every registered job becomes a management command (no file per job).
+        commands.install()

@@ -70,7 +70,7 @@ def describe_result(result: RunResult) -> str:
 
 
 class JobCommand(BaseCommand):
-    """Base of the one-command-per-job files: `job_name = "process-scheduled"` is all they hold."""
+    """A job's management command; scheduling.commands makes one per registered job."""
 
     job_name = ""
     # Crontab starts these every few minutes: skip the system checks (they import every URL

@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import close_old_connections, connection
 
-from scheduling.models import JobRun
-
 if TYPE_CHECKING:
     from scheduling.locks import Lock
 
@@ -52,10 +50,12 @@ def clear_stop_request() -> None:
 
 
 class JobContext:
-    def __init__(self, run: JobRun, max_runtime: timedelta, lock: "Lock | None" = None) -> None:
-        self.run = run
-        self.job_name = run.job.name
-        self.log = RunLogger(logger, {"job": self.job_name, "run_id": run.pk})
+    """Knows its run by job name and id only: jobs report through it, the runner records."""
+
+    def __init__(self, job_name: str, run_id: int, max_runtime: timedelta, lock: "Lock | None" = None) -> None:
+        self.job_name = job_name
+        self.run_id = run_id
+        self.log = RunLogger(logger, {"job": job_name, "run_id": run_id})
         self._deadline = time.monotonic() + max_runtime.total_seconds()
         # Stop taking work this long before the deadline, so what is started can finish.
         self._margin = min(30.0, max_runtime.total_seconds() / 10)

@@ -9,7 +9,13 @@ from scheduling.registry import register
 from scheduling.services import check_overdue_jobs, prune_runs, reap_abandoned_runs, sync_jobs
 
 
-@register("watchdog", schedule="*/5 * * * *", grace=timedelta(minutes=10), max_runtime=timedelta(minutes=2))
+@register(
+    "watchdog",
+    schedule="*/5 * * * *",
+    grace=timedelta(minutes=10),
+    max_runtime=timedelta(minutes=2),
+    guarded=False,  # an overloaded machine is when jobs most need watching
+)
 def watchdog(ctx: JobContext) -> None:
     """Alert on overdue jobs; mark runs left by dead processes as abandoned."""
     now = timezone.now()

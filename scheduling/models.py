@@ -31,6 +31,8 @@ class Health(models.TextChoices):
     DISABLED = "disabled"
     FAILING = "failing"
     OVERDUE = "overdue"
+    # CRON_OVERLOAD_ALERT_AFTER starts in a row were refused because the machine was overloaded.
+    OVERLOADED = "overloaded"
 
 
 class Job(models.Model):
@@ -51,6 +53,8 @@ class Job(models.Model):
     consecutive_failures = models.PositiveIntegerField(default=0)
     # Partial runs in a row; CRON_PARTIAL_FAILING_AFTER of them make the job failing.
     consecutive_partials = models.PositiveIntegerField(default=0)
+    # Starts refused in a row by the overload guard; a run that starts resets it.
+    consecutive_overloads = models.PositiveIntegerField(default=0)
     # The incident operators were last told about; alerts fire on a change of this field only.
     alert_state = models.CharField(max_length=16, choices=Health.choices, default=Health.OK)
     alert_changed_at = models.DateTimeField(null=True, blank=True)
@@ -110,11 +114,17 @@ class Job(models.Model):
             return Health.DISABLED
         if self.is_failing():
             return Health.FAILING
+        if self.is_overloaded():
+            return Health.OVERLOADED
         if self.is_overdue(now):
             return Health.OVERDUE
         if self.last_status == RunStatus.PARTIAL:
             return Health.DEGRADED
         return Health.OK
+
+    def is_overloaded(self) -> bool:
+        """The overload guard refused CRON_OVERLOAD_ALERT_AFTER starts in a row."""
+        return self.consecutive_overloads >= settings.CRON_OVERLOAD_ALERT_AFTER > 0
 
     def is_failing(self) -> bool:
         """The last run failed, or CRON_PARTIAL_FAILING_AFTER runs in a row were partial."""

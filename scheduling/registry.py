@@ -7,14 +7,11 @@ the context; its name is the HTTP slug and, with `-` as `_`, its management comm
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from scheduling import schedule
+from scheduling.context import JobContext
 
-if TYPE_CHECKING:
-    from scheduling.context import JobContext
-
-JobFunc = Callable[["JobContext"], None]
+JobFunc = Callable[[JobContext], None]
 
 
 @dataclass(frozen=True)
@@ -27,6 +24,9 @@ class JobSpec:
     max_runtime: timedelta = timedelta(minutes=10)
     allow_concurrent: bool = False
     description: str = ""
+    # False for the jobs that must run however busy the machine is (the watchdog: an
+    # overloaded machine is exactly when someone must hear that jobs are not running).
+    guarded: bool = True
     options: dict = field(default_factory=dict)
 
     @property
@@ -46,6 +46,7 @@ def register(
     max_runtime: timedelta = timedelta(minutes=10),
     allow_concurrent: bool = False,
     description: str = "",
+    guarded: bool = True,
 ) -> Callable[[JobFunc], JobFunc]:
     """Decorator: `@register("daily", schedule="5 * * * *")` over a job function."""
 
@@ -59,6 +60,7 @@ def register(
                 grace=grace,
                 max_runtime=max_runtime,
                 allow_concurrent=allow_concurrent,
+                guarded=guarded,
                 description=description or (func.__doc__ or "").strip().split("\n")[0],
             )
         )

@@ -20,8 +20,8 @@ from django.utils import timezone
 from scheduling import alerts, guard, locks, registry
 from scheduling.context import JobContext
 from scheduling.dbname import application_name
-from scheduling.models import Job, JobRun, RunStatus
-from scheduling.services import ensure_job
+from scheduling.models import Job, JobRun, RunStatus, Trigger
+from scheduling.services import ensure_job, sync_jobs
 
 logger = logging.getLogger("scheduling.runner")
 
@@ -144,9 +144,11 @@ def run_job(
         return result_from_run(replay, replayed=True)
     if not job.enabled:
         return _skip(job, trigger, f"{DISABLED}: the job is disabled in admin", planned_at)
-    reason = guard.overload_reason()
+    reason = guard.overload_reason() if spec.guarded else None
     if reason:
-        return _skip(job, trigger, reason, planned_at)
+        result = _skip(job, trigger, reason, planned_at)
+        _record_overload(job, result.run_id)
+        return result
     lock = None if spec.allow_concurrent else locks.acquire(name)
     if lock is None and not spec.allow_concurrent:
         return _skip(job, trigger, f"{ALREADY_RUNNING}: another run holds the lock", planned_at)
@@ -183,7 +185,7 @@ def _execute(
             )
     except IntegrityError:  # the same key, started concurrently by a job that allows it
         return result_from_run(_find_replay(job, key), replayed=True)
-    ctx = JobContext(run, spec.max_runtime, lock)
+    ctx = JobContext(job.name, run.pk, spec.max_runtime, lock)
     ctx.log.info("job_started", extra={"trigger": trigger})
     error = tb = ""
     try:
@@ -236,6 +238,14 @@ def _finish(job: Job, run: JobRun, ctx: JobContext, status: str, error: str, tb:
     )
 
 
+def _record_overload(job: Job, run_id: int | None) -> None:
+    """Count a start refused for overload; CRON_OVERLOAD_ALERT_AFTER in a row alert once."""
+    Job.objects.filter(pk=job.pk).update(consecutive_overloads=F("consecutive_overloads") + 1)
+    job.refresh_from_db()
+    if job.is_overloaded():
+        alerts.notify_overloaded(job, JobRun.objects.get(pk=run_id))
+
+
 def _record_outcome(job: Job, run: JobRun, status: str) -> bool:
     """Move the job's last outcome and counters to this run's, unless a newer run got there first.
 
@@ -252,6 +262,7 @@ def _record_outcome(job: Job, run: JobRun, status: str) -> bool:
         last_status=status,
         consecutive_failures=0 if worked else F("consecutive_failures") + 1,
         consecutive_partials=F("consecutive_partials") + 1 if status == RunStatus.PARTIAL else 0,
+        consecutive_overloads=0,
         # The newest run started no earlier than any run before it: its start moves forward.
         **({"last_success_at": run.started_at} if worked else {}),
     )
@@ -260,3 +271,11 @@ def _record_outcome(job: Job, run: JobRun, status: str) -> bool:
             last_success_at=run.started_at
         )
     return bool(newest)
+
+
+def run_due_jobs(now: datetime | None = None) -> list[RunResult]:
+    """Run, one after another, every enabled job that never ran or is overdue (the demo's
+    first tick, or catching up after an outage)."""
+    now = now or timezone.now()
+    due = [job for job in sync_jobs() if job.enabled and (job.last_success_at is None or job.is_overdue(now))]
+    return [run_job(job.name, Trigger.MANUAL) for job in due]

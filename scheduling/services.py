@@ -27,17 +27,6 @@ def sync_jobs() -> list[Job]:
     return [existing[s.name] for s in specs]
 
 
-def run_due_jobs(now: datetime | None = None) -> list[Any]:
-    """Run, one after another, every enabled job that never ran or is overdue (the demo's
-    first tick, or catching up after an outage)."""
-    from scheduling.models import Trigger
-    from scheduling.runner import run_job
-
-    now = now or timezone.now()
-    due = [job for job in sync_jobs() if job.enabled and (job.last_success_at is None or job.is_overdue(now))]
-    return [run_job(job.name, Trigger.MANUAL) for job in due]
-
-
 def check_overdue_jobs(now: datetime, jobs: list[Job] | None = None) -> list[str]:
     """Alert (once per incident) for every enabled job that missed its schedule + grace."""
     alerted = []

@@ -20,4 +20,4 @@ def run_job_at(name: str, when: datetime) -> RunResult:
 def job_context(name: str, max_runtime: timedelta = timedelta(minutes=10)) -> JobContext:
     """A context for calling a job's service functions directly, backed by a real JobRun."""
     run = JobRun.objects.create(job=ensure_job(registry.get(name)), trigger="manual")
-    return JobContext(run, max_runtime)
+    return JobContext(name, run.pk, max_runtime)

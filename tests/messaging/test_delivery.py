@@ -226,7 +226,7 @@ def test_claimed_but_unsent_messages_are_released_when_the_deadline_nears(provid
     messages = [sms(body=f"m{i}") for i in range(10)]
     job = sync_jobs()[0]
     run = JobRun.objects.create(job=job, trigger="manual")
-    ctx = JobContext(run, timedelta(seconds=1.2))  # stops taking work 0.12 s before the deadline
+    ctx = JobContext(job.name, run.pk, timedelta(seconds=1.2))  # stops taking work 0.12 s before the deadline
     deliver_due_messages(ctx)
     statuses = sorted(fresh(m).status for m in messages)
     assert "sending" not in statuses

@@ -167,7 +167,7 @@ def test_run_whose_lock_session_is_ended_stops_taking_work(sample_jobs_registere
     monkeypatch.setattr(context, "LOCK_CHECK_SECONDS", 0.0)
     lock = locks.acquire("test-ok")
     run = JobRun.objects.create(job=ensure_job(SPECS[3]), trigger="manual")
-    ctx = JobContext(run, timedelta(minutes=10), lock)
+    ctx = JobContext(run.job.name, run.pk, timedelta(minutes=10), lock)
     assert not ctx.should_stop()
     with connection.cursor() as cursor:  # a failover or a dropped connection ends the session
         cursor.execute(

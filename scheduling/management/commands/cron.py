@@ -6,7 +6,8 @@ from django.utils import timezone
 
 from scheduling.cli import add_run_arguments, describe_result, run_from_command
 from scheduling.crontab import host_clock_is_utc, render_crontab
-from scheduling.services import is_healthy, job_overview, run_due_jobs, sync_jobs
+from scheduling.runner import run_due_jobs
+from scheduling.services import is_healthy, job_overview, sync_jobs
 
 
 def _when(value: Any) -> str:

@@ -1,5 +1,0 @@
-from scheduling.cli import JobCommand
-
-
-class Command(JobCommand):
-    job_name = "process-scheduled"
