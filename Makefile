@@ -2,7 +2,6 @@
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-DEMO_ENV := DATABASE_URL=sqlite:///db.sqlite3 DEBUG=true SMS_PROVIDER=console EMAIL_PROVIDER=console
 
 .PHONY: demo test lint venv
 
@@ -16,12 +15,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 venv: $(VENV)/.installed
 
 demo: venv
-	$(DEMO_ENV) $(PY) manage.py migrate --verbosity 0
-	$(DEMO_ENV) $(PY) manage.py seed_demo
-	$(DEMO_ENV) $(PY) manage.py cron run-due
-	@# Deliver what the first tick queued (weekly summaries, text-backs) before the server starts.
-	-$(DEMO_ENV) $(PY) manage.py process_scheduled
-	$(DEMO_ENV) $(PY) manage.py runserver 127.0.0.1:8000
+	PY=$(PY) scripts/demo.sh
 
 test: venv
 	PYTHON=$(PY) scripts/ensure_postgres.sh

@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
@@ -379,3 +380,21 @@ class _Seeder:
         for n, (outcome, http_status, code, error) in enumerate(errors):
             at = start + timedelta(minutes=2**n - 1)
             self.attempt(message, at, outcome, http_status=http_status, error_code=code, error=error)
+
+
+def banner(password: str, base_url: str = "http://127.0.0.1:8000") -> str:
+    """What `make demo` prints once it is ready: where to look, how to log in, how to trigger."""
+    secret = settings.CRON_SECRET[0] if settings.CRON_SECRET else "<set CRON_SECRET>"
+    return "\n".join(
+        [
+            "",
+            "Demo ready (SQLite, console providers; the scheduler loop runs the jobs every minute):",
+            f"  dashboard   {base_url}/cron/",
+            f"  messages    {base_url}/scheduled/",
+            f"  admin       {base_url}/admin/",
+            f"  log in as   username=demo password={password}",
+            "  trigger a job over HTTP, as an external scheduler would:",
+            f'    curl -X POST -H "Authorization: Bearer {secret}" {base_url}/api/cron/watchdog/',
+            "",
+        ]
+    )

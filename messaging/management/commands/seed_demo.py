@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from messaging.demo import ensure_demo_staff, seed_demo_data
+from messaging.demo import banner, ensure_demo_staff, seed_demo_data
 
 
 class Command(BaseCommand):
@@ -15,4 +15,4 @@ class Command(BaseCommand):
         password = ensure_demo_staff()
         summary = seed_demo_data(seed=seed)
         self.stdout.write(summary.line())
-        self.stdout.write(f"Demo staff user: username=demo password={password}\nLog in at http://127.0.0.1:8000/admin/")
+        self.stdout.write(banner(password))

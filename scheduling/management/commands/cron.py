@@ -1,3 +1,5 @@
+import signal
+import threading
 from typing import Any
 
 from django.conf import settings
@@ -8,6 +10,7 @@ from scheduling.cli import add_run_arguments, describe_result, run_from_command
 from scheduling.crontab import host_clock_is_utc, render_crontab
 from scheduling.runner import run_due_jobs
 from scheduling.services import is_healthy, job_overview, sync_jobs
+from scheduling.tick import Loop
 
 
 def _when(value: Any) -> str:
@@ -25,6 +28,10 @@ class Command(BaseCommand):
         add_run_arguments(run)
         sub.add_parser("status", help="Health of every job; exits 1 when one is unhealthy.")
         sub.add_parser("run-due", help="Run once every enabled job that never ran or is overdue.")
+        sub.add_parser(
+            "loop",
+            help="Every minute, start each due job as its own process, as crontab would (demo, hosts without cron).",
+        )
         tab = sub.add_parser("crontab", help="The crontab lines (flock-wrapped) for every job.")
         tab.add_argument("--project-dir", default=str(settings.BASE_DIR))
         tab.add_argument("--python", default=".venv/bin/python")
@@ -44,6 +51,18 @@ class Command(BaseCommand):
     def do_run_due(self, **options: Any) -> None:
         for result in run_due_jobs():
             self.stdout.write(describe_result(result))
+
+    def do_loop(self, **options: Any) -> None:
+        stop = threading.Event()
+
+        def request_stop(signum: int, frame: Any) -> None:
+            self.stdout.write(f"{signal.Signals(signum).name}: stopping the jobs started, then exiting")
+            stop.set()
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        self.stdout.write("Scheduler loop: starting due jobs every minute (job output in var/log/<job>.log)")
+        Loop(say=self.stdout.write).run(stop)
 
     def do_list(self, **options: Any) -> None:
         rows = [("JOB", "SCHEDULE", "TIMEZONE", "ENABLED", "NEXT RUN", "LAST STATUS")]
