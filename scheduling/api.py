@@ -52,7 +52,7 @@ class TriggerView(CronSecretView):
         if len(key) > 255:
             return Response({"success": False, "message": "Idempotency-Key is longer than 255 characters"}, status=400)
         try:
-            result = run_job(job, Trigger.HTTP, idempotency_key=key)
+            result = run_job(job, Trigger.HTTP, idempotency_key=key, claim_slot=True)
         except UnknownJob:
             return Response({"success": False, "job": job, "message": f"unknown job {job!r}"}, status=404)
         headers = {"Retry-After": "60"} if result.http_status == 503 else {}

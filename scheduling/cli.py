@@ -1,7 +1,10 @@
 """What the job commands share: run one job, print one line, exit with the run's code."""
 
+import argparse
 import signal
 import sys
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -37,9 +40,38 @@ def add_run_arguments(parser: CommandParser) -> None:
         action="store_true",
         help="Run only if the job's schedule, in its own timezone, falls in this minute.",
     )
+    parser.add_argument(
+        "--slot",
+        type=_aware_datetime,
+        help="The scheduled time (ISO 8601 with offset) this run is for; `cron tick` passes it.",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="Run even if the slot already ran (the run then takes no slot).",
+    )
+    parser.add_argument("--delay", type=float, default=0.0, help="Wait this many seconds first (the tick's jitter).")
 
 
-def run_from_command(command: BaseCommand, name: str, trigger: str, if_due: bool) -> None:
+def _aware_datetime(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from exc
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset")
+    return value.astimezone(UTC)
+
+
+def run_from_command(
+    command: BaseCommand,
+    name: str,
+    trigger: str,
+    if_due: bool,
+    slot: datetime | None = None,
+    force: bool = False,
+    delay: float = 0.0,
+) -> None:
     spec = registry.get(name)
     if spec is None:
         raise CommandError(f"unknown job {name!r}; `python manage.py cron list` shows the jobs")
@@ -48,11 +80,18 @@ def run_from_command(command: BaseCommand, name: str, trigger: str, if_due: bool
     # --if-due asks the schedule whoever starts the run: a job without a schedule is never due.
     if if_due and not (job.cron and schedule.is_due(job.cron, job.tz, now)):
         return
-    planned_at = None
-    if trigger == Trigger.CRON and job.cron:
+    planned_at = slot
+    if planned_at is None and trigger == Trigger.CRON and job.cron:
         planned_at = schedule.previous_run(job.cron, job.tz, now)
+    if force:
+        planned_at = None
     signal.signal(signal.SIGTERM, _request_stop)
     signal.signal(signal.SIGINT, _request_stop)
+    waited_until = time.monotonic() + max(0.0, delay)
+    while time.monotonic() < waited_until and not stop_requested():
+        time.sleep(max(0.0, min(0.2, waited_until - time.monotonic())))
+    if stop_requested():
+        return
     try:
         result = run_job(name, trigger, planned_at=planned_at)
     except UnknownJob as exc:
@@ -85,5 +124,7 @@ class JobCommand(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         add_run_arguments(parser)
 
-    def handle(self, *args: Any, trigger: str, if_due: bool, **options: Any) -> None:
-        run_from_command(self, self.job_name, trigger, if_due)
+    def handle(
+        self, *args: Any, trigger: str, if_due: bool, slot: datetime | None, force: bool, delay: float, **options: Any
+    ) -> None:
+        run_from_command(self, self.job_name, trigger, if_due, slot, force, delay)

@@ -46,6 +46,9 @@ class Job(models.Model):
     grace_seconds = models.PositiveIntegerField(
         null=True, blank=True, help_text="How late a run may be before it counts as overdue."
     )
+    jitter_seconds = models.PositiveIntegerField(
+        default=0, help_text="The tick delays each start by a random 0..N seconds, to spread the :00 load."
+    )
     last_run_at = models.DateTimeField(null=True, blank=True)
     last_status = models.CharField(max_length=16, choices=RunStatus.choices, blank=True)
     # Start of the last run that did its work (succeeded or partial): what "overdue" measures.
@@ -174,6 +177,13 @@ class JobRun(models.Model):
                 fields=["job", "idempotency_key"],
                 name="jobrun_unique_idempotency_key",
                 condition=~models.Q(idempotency_key=""),
+            ),
+            # A scheduled slot runs once, whichever tick, host or HTTP scheduler starts it;
+            # skipped attempts do not take the slot.
+            models.UniqueConstraint(
+                fields=["job", "planned_at"],
+                name="jobrun_unique_slot",
+                condition=models.Q(planned_at__isnull=False) & ~models.Q(status="skipped"),
             ),
         ]
 

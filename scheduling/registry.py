@@ -69,9 +69,15 @@ def register(
     return decorator
 
 
+# Names the scheduler itself uses: the tick's flock and log, and paths under /api/cron/.
+RESERVED_NAMES = frozenset({"tick", "jobs", "runs"})
+
+
 def add(spec: JobSpec) -> None:
     if not spec.name.replace("-", "").isalnum() or spec.name != spec.name.lower():
         raise ValueError(f"job name {spec.name!r} must be lower-case letters, digits and '-'")
+    if spec.name in RESERVED_NAMES:
+        raise ValueError(f"job name {spec.name!r} is reserved (taken: {', '.join(sorted(RESERVED_NAMES))})")
     schedule.validate(spec.schedule, spec.timezone)
     existing = _jobs.get(spec.name)
     if existing is not None and existing.func is not spec.func:

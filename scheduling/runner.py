@@ -17,7 +17,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from scheduling import alerts, guard, locks, registry
+from scheduling import alerts, guard, locks, registry, schedule
 from scheduling.context import JobContext
 from scheduling.dbname import application_name
 from scheduling.models import Job, JobRun, RunStatus, Trigger
@@ -30,6 +30,7 @@ EXIT_OK, EXIT_FAILED, EXIT_PARTIAL, EXIT_TEMPFAIL = 0, 1, 3, 75
 ALREADY_RUNNING = "already_running"
 OVERLOADED = "overloaded"
 DISABLED = "disabled"
+SLOT_DONE = "slot_done"
 
 
 class UnknownJob(LookupError):
@@ -121,6 +122,27 @@ def _find_replay(job: Job, key: str) -> JobRun | None:
     return JobRun.objects.filter(job=job, idempotency_key=key, started_at__gte=_replay_window_start()).first()
 
 
+def _slot_run(job: Job, planned_at: datetime | None) -> JobRun | None:
+    """The run that took this scheduled slot, if one did."""
+    if planned_at is None:
+        return None
+    return JobRun.objects.filter(job=job, planned_at=planned_at).exclude(status=RunStatus.SKIPPED).first()
+
+
+def _skip_slot_done(job: Job, trigger: str, planned_at: datetime, taken_by: JobRun) -> RunResult:
+    return _skip(
+        job,
+        trigger,
+        f"{SLOT_DONE}: run {taken_by.pk} ({taken_by.trigger}) took the {planned_at:%Y-%m-%d %H:%M} UTC slot",
+        planned_at,
+    )
+
+
+def skip_disabled(job: Job, trigger: str, planned_at: datetime | None) -> RunResult:
+    """Record that a disabled job's slot came and was not run (the tick does, without a process)."""
+    return _skip(job, trigger, f"{DISABLED}: the job is disabled in admin", planned_at)
+
+
 def _skip(job: Job, trigger: str, reason: str, planned_at: datetime | None) -> RunResult:
     run = JobRun(job=job, trigger=trigger, planned_at=planned_at, host=socket.gethostname(), pid=os.getpid())
     run.finish(RunStatus.SKIPPED, now=run.started_at, skip_reason=reason)
@@ -134,16 +156,25 @@ def run_job(
     *,
     idempotency_key: str = "",
     planned_at: datetime | None = None,
+    claim_slot: bool = False,
 ) -> RunResult:
+    """Run job `name` now. `planned_at` is the scheduled slot this run is for (a slot runs once:
+    a second attempt is skipped as slot_done); with `claim_slot` and no `planned_at`, a run
+    started in a minute the schedule names takes that minute's slot (HTTP schedulers)."""
     spec = registry.get(name)
     if spec is None:
         raise UnknownJob(name)
     job = ensure_job(spec)
+    if claim_slot and planned_at is None and job.cron:
+        planned_at = schedule.slot_in_minute(job.cron, job.tz, timezone.now())
     replay = _find_replay(job, idempotency_key)
     if replay is not None:
         return result_from_run(replay, replayed=True)
     if not job.enabled:
-        return _skip(job, trigger, f"{DISABLED}: the job is disabled in admin", planned_at)
+        return skip_disabled(job, trigger, planned_at)
+    taken = _slot_run(job, planned_at)
+    if taken is not None:
+        return _skip_slot_done(job, trigger, planned_at, taken)
     reason = guard.overload_reason() if spec.guarded else None
     if reason:
         result = _skip(job, trigger, reason, planned_at)
@@ -157,6 +188,9 @@ def run_job(
         replay = _find_replay(job, idempotency_key)
         if replay is not None:
             return result_from_run(replay, replayed=True)
+        taken = _slot_run(job, planned_at)
+        if taken is not None:
+            return _skip_slot_done(job, trigger, planned_at, taken)
         return _execute(spec, job, trigger, idempotency_key, planned_at, lock)
     finally:
         if lock is not None:
@@ -183,8 +217,16 @@ def _execute(
                 pid=os.getpid(),
                 idempotency_key=key,
             )
-    except IntegrityError:  # the same key, started concurrently by a job that allows it
-        return result_from_run(_find_replay(job, key), replayed=True)
+    except IntegrityError:
+        # A job that allows concurrent runs, started twice at once: the same Idempotency-Key
+        # replays the other run, the same scheduled slot is done by the other run.
+        replay = _find_replay(job, key)
+        if replay is not None:
+            return result_from_run(replay, replayed=True)
+        taken = _slot_run(job, planned_at)
+        if taken is None:
+            raise
+        return _skip_slot_done(job, trigger, planned_at, taken)
     ctx = JobContext(job.name, run.pk, spec.max_runtime, lock)
     ctx.log.info("job_started", extra={"trigger": trigger})
     error = tb = ""

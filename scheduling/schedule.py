@@ -49,8 +49,14 @@ def previous_run(expr: str, tz: str, at_or_before: datetime) -> datetime:
 
 def is_due(expr: str, tz: str, now: datetime) -> bool:
     """Whether a scheduled time falls in the minute that contains `now`."""
+    return slot_in_minute(expr, tz, now) is not None
+
+
+def slot_in_minute(expr: str, tz: str, now: datetime) -> datetime | None:
+    """The scheduled time in the minute containing `now` (UTC), or None when none falls in it."""
     minute = now.astimezone(UTC).replace(second=0, microsecond=0)
-    return next_run(expr, tz, minute - timedelta(microseconds=1)) < minute + timedelta(minutes=1)
+    slot = next_run(expr, tz, minute - timedelta(microseconds=1))
+    return slot if slot < minute + timedelta(minutes=1) else None
 
 
 def describe(expr: str) -> str:

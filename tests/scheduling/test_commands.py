@@ -15,27 +15,32 @@ pytestmark = pytest.mark.django_db
 
 def test_crontab_example_equals_the_generated_crontab():
     out = StringIO()
-    call_command("cron", "crontab", "--project-dir", "/srv/messaging-cron", "--host-utc", "yes", stdout=out)
+    call_command("cron", "crontab", "--project-dir", "/srv/messaging-cron", stdout=out)
     assert (ROOT / "crontab.example").read_text() == out.getvalue()
 
 
-def test_on_a_host_not_on_utc_every_job_checks_its_schedule_itself():
+def test_the_default_crontab_is_one_flock_wrapped_tick_line():
     out = StringIO()
-    call_command("cron", "crontab", "--host-utc", "no", stdout=out)
-    job_lines = [line for line in out.getvalue().splitlines() if "manage.py" in line and not line.startswith("#")]
-    assert job_lines and all(line.startswith("* * * * * ") and "--if-due" in line for line in job_lines)
+    call_command("cron", "crontab", stdout=out)
+    lines = [line for line in out.getvalue().splitlines() if line and not line.startswith(("#", "SHELL="))]
+    assert len(lines) == 1
+    assert lines[0].startswith("* * * * * ") and "flock -n var/run/tick.lock" in lines[0]
+    assert "manage.py cron tick >> var/log/tick.log 2>&1" in lines[0]
 
 
-def test_every_job_has_a_command_and_a_flock_wrapped_crontab_line():
+def test_per_job_crontab_has_a_flock_wrapped_if_due_line_per_job():
     from django.core.management import get_commands
 
     from scheduling import registry
 
     out = StringIO()
-    call_command("cron", "crontab", stdout=out)
+    call_command("cron", "crontab", "--per-job", stdout=out)
+    job_lines = [line for line in out.getvalue().splitlines() if "manage.py" in line and not line.startswith("#")]
+    assert len(job_lines) == len(registry.all_jobs())
     for spec in registry.all_jobs():
         assert spec.command in get_commands(), spec.name
-        line = next(line for line in out.getvalue().splitlines() if f"manage.py {spec.command} " in line)
+        line = next(line for line in job_lines if f"manage.py {spec.command} " in line)
+        assert line.startswith("* * * * * ") and "--trigger=cron --if-due" in line
         assert f"flock -n var/run/{spec.name}.lock" in line and line.endswith(f">> var/log/{spec.name}.log 2>&1")
 
 

@@ -1,8 +1,8 @@
-"""The scheduler loop (`cron loop`): each minute, each due job as its own process, as crontab would."""
+"""The tick (`cron tick`, `cron loop`): schedules from the database, each slot run once."""
 
 import signal
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -10,39 +10,139 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from messaging.models import ScheduledMessage
-from scheduling.models import Job, JobRun
-from scheduling.services import sync_jobs
-from scheduling.tick import Loop, due_jobs
-from tests.conftest import start_manage, subprocess_env
+from scheduling import registry
+from scheduling.models import Job, JobRun, RunStatus, Trigger
+from scheduling.runner import run_job
+from scheduling.services import ensure_job, sync_jobs
+from scheduling.tick import plan, tick
+from tests.conftest import start_manage
+
+UTC_DAY = datetime(2026, 12, 2, tzinfo=UTC)
+
+
+def planned(now: datetime) -> dict[str, datetime]:
+    return {start.job.name: start.slot for start in plan(now)[0]}
 
 
 @pytest.mark.django_db
-def test_due_jobs_are_those_whose_schedule_falls_in_the_minute():
+def test_the_tick_plans_each_jobs_latest_slot_and_not_one_already_run():
     sync_jobs()
-    at_0317 = {job.name for job in due_jobs(datetime(2026, 12, 2, 3, 17, 42, tzinfo=UTC))}
-    at_0318 = {job.name for job in due_jobs(datetime(2026, 12, 2, 3, 18, 5, tzinfo=UTC))}
-    assert "prune" in at_0317 and "prune" not in at_0318
-    assert "process-scheduled" in at_0317 and "process-scheduled" in at_0318
-    Job.objects.filter(name="process-scheduled").update(enabled=False)
-    assert "process-scheduled" not in {job.name for job in due_jobs(datetime(2026, 12, 2, 3, 18, tzinfo=UTC))}
+    at = UTC_DAY.replace(hour=3, minute=17, second=42)
+    assert planned(at)["prune"] == UTC_DAY.replace(hour=3, minute=17)
+    assert planned(at)["process-scheduled"] == UTC_DAY.replace(hour=3, minute=17)
+    assert "watchdog" in planned(at)  # 03:15 slot, within its 10 minutes of grace
+    run_job("prune", Trigger.CRON, planned_at=UTC_DAY.replace(hour=3, minute=17))
+    assert "prune" not in planned(at + timedelta(minutes=1))
+
+
+@pytest.mark.django_db
+def test_a_tick_three_minutes_late_runs_the_missed_slot_once_and_no_burst():
+    sync_jobs()
+    late = UTC_DAY.replace(hour=10, minute=3, second=5)
+    slots = planned(late)
+    assert slots["watchdog"] == UTC_DAY.replace(hour=10)  # the missed 10:00 slot
+    assert slots["process-scheduled"] == UTC_DAY.replace(hour=10, minute=3)  # not 10:00, :01, :02 too
+    run_job("watchdog", Trigger.CRON, planned_at=slots["watchdog"])
+    assert "watchdog" not in planned(late + timedelta(minutes=1))
+    # Beyond the grace a missed slot is not run late: the watchdog reports it overdue instead.
+    assert "prune" not in planned(UTC_DAY.replace(hour=5, minute=30))
+
+
+@pytest.mark.django_db
+def test_a_schedule_edited_in_the_database_takes_effect_at_the_next_tick():
+    sync_jobs()
+    Job.objects.filter(name="prune").update(schedule="*/7 * * * *", grace_seconds=0)
+    assert "prune" in planned(UTC_DAY.replace(hour=10, minute=7, second=30))
+    assert "prune" not in planned(UTC_DAY.replace(hour=3, minute=17, second=30))
+
+
+@pytest.mark.django_db
+def test_a_disabled_jobs_slot_is_recorded_as_skipped_disabled_once():
+    sync_jobs()
+    Job.objects.filter(name="watchdog").update(enabled=False)
+    at = UTC_DAY.replace(hour=10, minute=5, second=1)
+    starts, disabled = plan(at)
+    assert "watchdog" not in {s.job.name for s in starts}
+    assert [job.name for job, _ in disabled] == ["watchdog"]
+    Job.objects.exclude(name="watchdog").update(enabled=False)
+    tick(at)
+    tick(at)
+    runs = JobRun.objects.filter(job__name="watchdog")
+    assert [(r.status, r.skip_reason.split(":")[0], r.planned_at) for r in runs] == [
+        ("skipped", "disabled", UTC_DAY.replace(hour=10, minute=5))
+    ]
+
+
+@pytest.mark.django_db
+def test_a_slot_already_taken_is_skipped_as_slot_done_unless_forced():
+    slot = UTC_DAY.replace(hour=10, minute=5)
+    first = run_job("watchdog", Trigger.CRON, planned_at=slot)
+    again = run_job("watchdog", Trigger.HTTP, planned_at=slot)
+    assert first.status == RunStatus.SUCCEEDED
+    assert again.status == RunStatus.SKIPPED and again.reason == "slot_done"
+    assert f"run {first.run_id} (cron) took the 2026-12-02 10:05 UTC slot" in again.message
+    forced = run_job("watchdog", Trigger.MANUAL)
+    assert forced.status == RunStatus.SUCCEEDED
+
+
+@pytest.mark.django_db
+def test_an_allow_concurrent_job_runs_a_slot_once_even_while_it_runs():
+    slot = UTC_DAY.replace(hour=10, minute=5)
+    job = ensure_job(registry.get("process-scheduled"))
+    JobRun.objects.create(job=job, trigger=Trigger.CRON, planned_at=slot)  # still running elsewhere
+    result = run_job("process-scheduled", Trigger.CRON, planned_at=slot)
+    assert result.reason == "slot_done"
+
+
+def _spring_and_fall(zone: str) -> list[datetime]:
+    return {
+        "America/New_York": [datetime(2027, 3, 14, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)],
+        "Europe/Berlin": [datetime(2027, 3, 28, tzinfo=UTC), datetime(2026, 10, 25, tzinfo=UTC)],
+    }[zone]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("zone", ["America/New_York", "Europe/Berlin"])
+def test_a_0230_daily_job_runs_once_on_both_dst_days_through_the_tick(zone):
+    spec = registry.JobSpec("test-dst", lambda ctx: None, "30 2 * * *", timezone=zone, grace=timedelta(hours=1))
+    registry.add(spec)
+    try:
+        job = ensure_job(spec)
+        for day in _spring_and_fall(zone):
+            taken = []
+            now = day - timedelta(hours=6)
+            while now < day + timedelta(hours=30):  # the whole local day, whatever the offset
+                for start in plan(now, [job])[0]:
+                    JobRun.objects.create(job=job, trigger=Trigger.CRON, planned_at=start.slot, status="succeeded")
+                    taken.append(start.slot)
+                now += timedelta(minutes=1)
+            local_days = {slot.astimezone(spec_zone(zone)).date() for slot in taken}
+            assert len(taken) == len(local_days), (zone, day, taken)
+            assert len(taken) in (1, 2)  # the day itself, and the next one in the 36 hours
+    finally:
+        registry.remove("test-dst")
+
+
+def spec_zone(zone: str):
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(zone)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_job_still_running_is_not_started_again(sample_jobs_registered, tmp_path):
+def test_two_ticks_at_once_run_a_slot_once(sample_jobs_registered):
     sync_jobs()
     Job.objects.exclude(name="test-sleep").update(enabled=False)
-    said: list[str] = []
-    loop = Loop(say=said.append, log_dir=tmp_path, env=subprocess_env(SAMPLE_SLEEP="2"))
-    now = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
-    assert loop.tick(now) == ["test-sleep"]
-    assert loop.tick(now) == []
-    assert any("still running" in line for line in said)
-    loop.children["test-sleep"].wait(60)
-    loop.reap()
-    assert loop.children == {}
-    run = JobRun.objects.get(job__name="test-sleep")
-    assert (run.status, run.trigger) == ("succeeded", "cron")
-    assert "test-sleep: succeeded" in (tmp_path / "test-sleep.log").read_text()
+    ticks = [start_manage("cron", "tick", SAMPLE_SLEEP="1") for _ in range(2)]
+    for process in ticks:
+        process.communicate(timeout=60)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not JobRun.objects.filter(job__name="test-sleep", status="succeeded"):
+        time.sleep(0.2)
+    time.sleep(2)  # room for a second run, if one were started
+    runs = JobRun.objects.filter(job__name="test-sleep").exclude(status=RunStatus.SKIPPED)
+    assert [r.status for r in runs] == ["succeeded"]
+    assert runs[0].planned_at is not None and runs[0].trigger == "cron"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -68,3 +168,4 @@ def test_the_loop_as_a_process_sends_a_message_queued_through_the_api():
         out, err = loop.communicate(timeout=60)
     assert loop.returncode == 0, err
     assert "Scheduler loop" in out and "started" in out
+

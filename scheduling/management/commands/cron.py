@@ -7,10 +7,10 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
 from scheduling.cli import add_run_arguments, describe_result, run_from_command
-from scheduling.crontab import host_clock_is_utc, render_crontab
+from scheduling.crontab import render_crontab
 from scheduling.runner import run_due_jobs
-from scheduling.services import is_healthy, job_overview, sync_jobs
-from scheduling.tick import Loop
+from scheduling.services import is_healthy, job_overview
+from scheduling.tick import Loop, tick
 
 
 def _when(value: Any) -> str:
@@ -32,21 +32,23 @@ class Command(BaseCommand):
             "loop",
             help="Every minute, start each due job as its own process, as crontab would (demo, hosts without cron).",
         )
-        tab = sub.add_parser("crontab", help="The crontab lines (flock-wrapped) for every job.")
+        sub.add_parser("tick", help="Start every job whose scheduled slot is due, each as its own process.")
+        tab = sub.add_parser("crontab", help="The crontab: one `cron tick` line, or --per-job lines.")
         tab.add_argument("--project-dir", default=str(settings.BASE_DIR))
         tab.add_argument("--python", default=".venv/bin/python")
         tab.add_argument(
-            "--host-utc",
-            choices=["auto", "yes", "no"],
-            default="auto",
-            help="Whether the host running crontab keeps UTC (auto: ask this machine).",
+            "--per-job",
+            action="store_true",
+            help="One line per job (each minute with --if-due) instead of the one tick line.",
         )
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         getattr(self, f"do_{action.replace('-', '_')}")(**options)
 
-    def do_run(self, name: str, trigger: str, if_due: bool, **options: Any) -> None:
-        run_from_command(self, name, trigger, if_due)
+    def do_run(
+        self, name: str, trigger: str, if_due: bool, slot: Any, force: bool, delay: float, **options: Any
+    ) -> None:
+        run_from_command(self, name, trigger, if_due, slot, force, delay)
 
     def do_run_due(self, **options: Any) -> None:
         for result in run_due_jobs():
@@ -101,9 +103,13 @@ class Command(BaseCommand):
         if not healthy:
             raise SystemExit(1)
 
-    def do_crontab(self, project_dir: str, python: str, host_utc: str, **options: Any) -> None:
-        utc = host_clock_is_utc() if host_utc == "auto" else host_utc == "yes"
-        self.stdout.write(render_crontab(sync_jobs(), project_dir, python, utc), ending="")
+    def do_crontab(self, project_dir: str, python: str, per_job: bool, **options: Any) -> None:
+        self.stdout.write(render_crontab(project_dir, python, per_job), ending="")
+
+    def do_tick(self, **options: Any) -> None:
+        now = timezone.now()
+        for name, process in tick(now).items():
+            self.stdout.write(f"{now:%Y-%m-%d %H:%M} started {name} (pid {process.pid})")
 
     def _table(self, rows: list[tuple]) -> None:
         widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
