@@ -247,9 +247,7 @@ work_file
 manage cron crontab --project-dir "$INSTALL_DIR" >"$WORK_FILE"
 # The generated file is the user's whole crontab (a dedicated user has nothing else in it).
 crontab -u "$APP_USER" "$WORK_FILE"
-active="$(grep -c '^[^#].*manage\.py' "$WORK_FILE" || true)"
-disabled="$(grep -c '^# disabled: ' "$WORK_FILE" || true)"
-info "installed: $active job line(s), $disabled disabled (crontab -l -u $APP_USER)"
+info "installed: the tick line, which reads every schedule from the database (crontab -l -u $APP_USER)"
 
 # ---------------------------------------------------------------------------------------------
 step "systemd unit $SERVICE"
@@ -347,7 +345,7 @@ cat <<EOF
        $run_as cron list
        $run_as cron status
   4. Logs: job runs in $INSTALL_DIR/var/log/<job>.log, web in journalctl -u $SERVICE.
-  5. After a schedule, timezone or enabled change in the admin, or a new job, run this
-     installer again: the crontab is generated from them.
+  5. Schedules, timezones and the enabled flag are read from the database every minute:
+     change them in the admin, no need to run this installer again.
   Operations guide: $INSTALL_DIR/docs/operations.md
 EOF
