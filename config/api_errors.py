@@ -15,8 +15,10 @@ Answers our own views wrote (any DRF Response, e.g. the cron triggers' empty-bod
 any JSON response, e.g. their `{"success": ...}` results) are left as they are.
 """
 
+import difflib
 import json
 import logging
+from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -136,3 +138,25 @@ class ApiErrorsMiddleware:
         response["Content-Type"] = "application/json"
         if response.has_header("Content-Length"):
             response["Content-Length"] = str(len(response.content))
+
+
+# Sent by HTML forms with a staff session; never a field of a resource.
+IGNORED_FIELDS = {"csrfmiddlewaretoken"}
+
+
+def unknown_field_errors(data: Mapping[str, Any], known: Iterable[str]) -> dict[str, list[str]]:
+    """{name: [reason]} for each field the serializer does not know, suggesting the closest known
+    name: a misspelt optional field (`sendAt`) would otherwise be dropped without a word."""
+    known = list(known)
+    by_folded = {name.lower().replace("_", "").replace("-", ""): name for name in known}
+    errors = {}
+    for name in data:
+        if name in known or name in IGNORED_FIELDS:
+            continue
+        folded = str(name).lower().replace("_", "").replace("-", "")
+        close = difflib.get_close_matches(folded, by_folded, n=1, cutoff=0.75)
+        if close:
+            errors[name] = [f"Unknown field {name!r}; did you mean {by_folded[close[0]]!r}?"]
+        else:
+            errors[name] = [f"Unknown field {name!r}; the fields are: {', '.join(known)}."]
+    return errors

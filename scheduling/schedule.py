@@ -15,12 +15,21 @@ class ScheduleError(ValueError):
     pass
 
 
-def validate(expr: str, tz: str) -> None:
-    """Raise ScheduleError with a readable reason for a bad expression or zone."""
+def validate_timezone(tz: str) -> ZoneInfo:
     try:
-        zone = ZoneInfo(tz)
+        return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ScheduleError(f"unknown timezone {tz!r}: use an IANA name such as Europe/Berlin") from exc
+
+
+def validate(expr: str, tz: str) -> None:
+    """Raise ScheduleError with a readable reason for a bad expression or zone."""
+    zone = validate_timezone(tz)
+    fields = expr.split()
+    if len(fields) != 5:
+        raise ScheduleError(
+            f"{len(fields)} fields given, 5 expected (minute hour day-of-month month day-of-week): {expr!r}"
+        )
     try:
         next(CronSim(expr, datetime.now(zone)))
     except (CronSimError, StopIteration) as exc:
@@ -36,6 +45,29 @@ def next_run(expr: str, tz: str, after: datetime) -> datetime:
         if candidate.astimezone(UTC) > after_utc:
             return candidate.astimezone(UTC)
     raise ScheduleError(f"{expr!r} never runs")  # pragma: no cover - cronsim iterates forever
+
+
+def next_runs(expr: str, tz: str, after: datetime, count: int = 5) -> list[datetime]:
+    """The next `count` scheduled times strictly after `after`, in UTC."""
+    runs: list[datetime] = []
+    for _ in range(count):
+        after = next_run(expr, tz, after)
+        runs.append(after)
+    return runs
+
+
+def slots_between(expr: str, tz: str, start: datetime, end: datetime) -> list[datetime]:
+    """Every scheduled time in [start, end), in UTC."""
+    start_utc, end_utc = start.astimezone(UTC), end.astimezone(UTC)
+    slots: list[datetime] = []
+    for candidate in CronSim(expr, (start_utc - timedelta(microseconds=1)).astimezone(ZoneInfo(tz))):
+        at = candidate.astimezone(UTC)
+        if at >= end_utc:
+            return slots
+        # On a fall-back day cronsim may repeat a wall-clock time: count each instant once, in order.
+        if at >= start_utc and (not slots or at > slots[-1]):
+            slots.append(at)
+    return slots  # pragma: no cover - cronsim iterates forever
 
 
 def previous_run(expr: str, tz: str, at_or_before: datetime) -> datetime:

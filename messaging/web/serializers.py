@@ -1,37 +1,17 @@
 """Shapes of the enqueue API: what a caller may send, and how a queued message looks."""
 
-import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
 from rest_framework import serializers
 
+from config.api_errors import unknown_field_errors
 from messaging.models import Channel, Client, DeliveryAttempt, Lead, ScheduledMessage
 from messaging.services import RECIPIENT_MAX_CHARS, SUBJECT_MAX_CHARS, content_errors, send_at_error
 
 SEND_AT_EXAMPLE = "2026-11-28T09:00:00-05:00"
-# Sent by HTML forms with a staff session; never a field of the message.
-IGNORED_FIELDS = {"csrfmiddlewaretoken"}
-
-
-def unknown_field_errors(data: Mapping[str, Any], known: Iterable[str]) -> dict[str, list[str]]:
-    """{name: [reason]} for each field the serializer does not know, suggesting the closest known
-    name: a misspelt optional field (`sendAt`) would otherwise be dropped without a word."""
-    known = list(known)
-    by_folded = {name.lower().replace("_", "").replace("-", ""): name for name in known}
-    errors = {}
-    for name in data:
-        if name in known or name in IGNORED_FIELDS:
-            continue
-        folded = str(name).lower().replace("_", "").replace("-", "")
-        close = difflib.get_close_matches(folded, by_folded, n=1, cutoff=0.75)
-        if close:
-            errors[name] = [f"Unknown field {name!r}; did you mean {by_folded[close[0]]!r}?"]
-        else:
-            errors[name] = [f"Unknown field {name!r}; the fields are: {', '.join(known)}."]
-    return errors
 
 
 class AwareDateTimeField(serializers.DateTimeField):

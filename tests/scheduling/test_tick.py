@@ -168,4 +168,3 @@ def test_the_loop_as_a_process_sends_a_message_queued_through_the_api():
         out, err = loop.communicate(timeout=60)
     assert loop.returncode == 0, err
     assert "Scheduler loop" in out and "started" in out
-
