@@ -2,11 +2,12 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 import time_machine
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
 from messaging.delivery.claiming import claim_due_messages
-from messaging.models import ScheduledMessage
+from messaging.models import Client, ScheduledMessage
 from messaging.quiet_hours import next_allowed_time
 from tests.messaging.factories import make_client, make_lead, sms
 
@@ -112,3 +113,13 @@ def test_manage_py_check_refuses_a_quiet_hours_setting_that_is_not_a_window(sett
 def test_manage_py_check_accepts_a_valid_quiet_hours_setting(settings):
     settings.QUIET_HOURS = "07:30-20:00"
     call_command("check")
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "says"),
+    [(time(8), None, "Set both quiet-hours times"), (time(8), time(8), "start and end must differ")],
+)
+def test_a_client_window_must_have_both_ends_and_not_be_empty(start, end, says):
+    client = Client(name="Half", timezone=NEW_YORK, quiet_hours_start=start, quiet_hours_end=end)
+    with pytest.raises(ValidationError, match=says):
+        client.full_clean()
