@@ -6,7 +6,7 @@ a DST change day an opening may happen twice (fall back) or not at all (spring f
 next opening is always the first moment after `now` at which the local clock is at or past it.
 """
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -47,11 +47,11 @@ def _inside(local: time, start: time, end: time) -> bool:
     return start <= local < end if start < end else (local >= start or local < end)
 
 
-def _openings(day: datetime, start: time, zone: ZoneInfo) -> list[datetime]:
+def _openings(day: date, start: time, zone: ZoneInfo) -> list[datetime]:
     """The UTC instants at which the local clock reaches `start` on `day`: one usually, two on a
     fall-back day (the wall time happens twice), and the end of the gap on a spring-forward day
     where the wall time does not exist."""
-    wall = datetime.combine(day.date(), start)
+    wall = datetime.combine(day, start)
     found = []
     for fold in (0, 1):
         instant = wall.replace(tzinfo=zone, fold=fold).astimezone(UTC)
@@ -80,11 +80,10 @@ def next_allowed_time(now: datetime, tz: str, start: time, end: time) -> datetim
     local = now.astimezone(zone)
     if _inside(local.time(), start, end):
         return None
-    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
     candidates = [
         opening
         for offset in range(DAYS_AHEAD)
-        for opening in _openings(midnight + timedelta(days=offset), start, zone)
+        for opening in _openings(local.date() + timedelta(days=offset), start, zone)
         if opening > now
     ]
     return min(candidates)
