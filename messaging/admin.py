@@ -153,11 +153,43 @@ class PendingReportAdmin(ReadOnlyMixin, admin.ModelAdmin):
     ordering = ("-received_at",)
 
 
+class OwnerReachableFilter(admin.SimpleListFilter):
+    title = "owner reachable"
+    parameter_name = "owner_reachable"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("no", "No: notifications fail"), ("yes", "Yes")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Client]) -> QuerySet[Client]:
+        if self.value() == "no":
+            return queryset.filter(owner_unreachable_at__isnull=False)
+        if self.value() == "yes":
+            return queryset.filter(owner_unreachable_at__isnull=True)
+        return queryset
+
+
 @admin.register(Client)
 class ClientAdmin(admin.ModelAdmin):
-    list_display = ("name", "timezone", "notify_by", "text_back_enabled", "weekly_summary_enabled", "created_at")
-    list_filter = ("notify_by", "text_back_enabled", "weekly_summary_enabled")
+    list_display = (
+        "name",
+        "timezone",
+        "notify_by",
+        "owner_reachability",
+        "text_back_enabled",
+        "weekly_summary_enabled",
+        "created_at",
+    )
+    list_filter = (OwnerReachableFilter, "notify_by", "text_back_enabled", "weekly_summary_enabled")
     search_fields = ("name", "owner_email", "owner_phone")
+    readonly_fields = ("owner_reachability", "owner_unreachable_at")
+
+    @admin.display(description="owner reachable", ordering="owner_unreachable_at")
+    def owner_reachability(self, client: Client) -> str:
+        if client.owner_unreachable_at is None:
+            return "yes"
+        if not client.owner_known_unreachable:
+            return "contact changed: tried again at the next run"
+        return f"no: {client.owner_unreachable_reason}"
 
 
 @admin.register(Lead)

@@ -1,10 +1,13 @@
-"""`python manage.py check`: a provider chosen without its settings is an error, named with
-the variable to set, before any message is held for it."""
+"""`python manage.py check` (and every command's start): a provider chosen without its settings
+is an error, named with the variable to set, before any message is held for it; so is a
+QUIET_HOURS that is not a window."""
 
 from typing import Any
 
 from django.conf import settings
 from django.core.checks import Error, register
+
+from messaging.quiet_hours import parse_window
 
 # What each provider choice needs; the same names the providers check when they start.
 REQUIRED_SETTINGS: dict[tuple[str, str], tuple[str, ...]] = {
@@ -38,3 +41,20 @@ def check_provider_settings(app_configs: Any = None, **kwargs: Any) -> list[Erro
                     )
                 )
     return errors
+
+
+@register()
+def check_quiet_hours_setting(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """QUIET_HOURS is the window every client without its own uses: a typo must stop the
+    start, not fail each delivery run."""
+    try:
+        parse_window(str(settings.QUIET_HOURS))
+    except ValueError as exc:
+        return [
+            Error(
+                f"QUIET_HOURS={settings.QUIET_HOURS!r} is not a valid window: {exc}",
+                hint="set QUIET_HOURS in .env to start-end in 24-hour local time, e.g. QUIET_HOURS=08:00-21:00",
+                id="messaging.E003",
+            )
+        ]
+    return []

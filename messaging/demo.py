@@ -1,4 +1,4 @@
-"""Demo data for `make demo`: a staff user, and three clients with two weeks of history.
+"""Demo data for `make demo`: a superuser and a view-only staff user, and three clients with two weeks of history.
 
 Deterministic: one random.Random(seed) and a base time (now, floored to the hour) drive every
 value, so the same seed gives the same rows relative to the hour it runs in. Seeding again
@@ -13,6 +13,7 @@ from datetime import datetime, time, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.db import transaction
 from django.utils import timezone
 
@@ -85,13 +86,27 @@ REJECTED = (
 REMINDERS = ("Reminder: your appointment is tomorrow at 10:00.", "Your quote is ready - reply YES to book.")
 
 
+VIEWER = "viewer"
+# What the view-only demo user may see: every model of these apps, read-only.
+VIEWER_APPS = ("messaging", "scheduling", "analytics")
+
+
 def ensure_demo_staff(username: str = "demo") -> str:
-    """Create or reset the demo staff user; returns its new password."""
+    """Create or reset the demo superuser and the view-only staff user `viewer` (same
+    password, so one printed line logs in as either); returns the new password."""
     password = secrets.token_urlsafe(12)
-    user, _ = get_user_model().objects.get_or_create(username=username, defaults={"email": "demo@example.com"})
+    users = get_user_model().objects
+    user, _ = users.get_or_create(username=username, defaults={"email": "demo@example.com"})
     user.is_staff = user.is_superuser = True
     user.set_password(password)
     user.save()
+    viewer, _ = users.get_or_create(username=VIEWER, defaults={"email": "viewer@example.com"})
+    viewer.is_staff, viewer.is_superuser = True, False
+    viewer.set_password(password)
+    viewer.save()
+    viewer.user_permissions.set(
+        Permission.objects.filter(content_type__app_label__in=VIEWER_APPS, codename__startswith="view_")
+    )
     return password
 
 
@@ -392,7 +407,7 @@ def banner(password: str, base_url: str = "http://127.0.0.1:8000") -> str:
             f"  dashboard   {base_url}/cron/",
             f"  messages    {base_url}/scheduled/",
             f"  admin       {base_url}/admin/",
-            f"  log in as   username=demo password={password}",
+            f"  log in as   username=demo password={password}  (or {VIEWER}, same password: view-only)",
             "  trigger a job over HTTP, as an external scheduler would:",
             f'    curl -X POST -H "Authorization: Bearer {secret}" {base_url}/api/cron/watchdog/',
             "",

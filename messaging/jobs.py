@@ -1,13 +1,52 @@
 """Messaging's jobs. Each adapts a domain function (which takes `now` and plain arguments) to
 a run: it reads the time once, isolates items through the context, and counts outcomes."""
 
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from django.utils import timezone
 
 from messaging.automations import agent_check, follow_ups, missed_calls
+from messaging.automations.notify import OwnerUnreachable
+from messaging.models import Client
 from scheduling.context import JobContext
 from scheduling.registry import register
+
+T = TypeVar("T")
+SKIPPED_UNREACHABLE = "skipped_owner_unreachable"
+
+
+class OwnerGate:
+    """One run's view of unreachable owners. An owner found unreachable is one failed item,
+    the first time (recorded on the client); while its contact stays the same, its items are
+    counted as skipped_owner_unreachable, neither sent nor failed, so the run stays green.
+    A changed contact is tried again at the next tick."""
+
+    def __init__(self, ctx: JobContext) -> None:
+        self.ctx = ctx
+        self.unreachable: set[int] = set()
+        ctx.data.setdefault(SKIPPED_UNREACHABLE, 0)
+
+    def reachable(self, items: Iterable[T], client_of: Callable[[T], Client]) -> Iterator[T]:
+        # Lazy: an owner found unreachable by one item skips that client's later items.
+        for item in items:
+            client = client_of(item)
+            if client.pk in self.unreachable or client.owner_known_unreachable:
+                self.ctx.add(SKIPPED_UNREACHABLE)
+                continue
+            yield item
+
+    def notify(self, client: Client, send: Callable[[], bool]) -> bool:
+        """send(), with an unreachable owner failing this item only the first time it is seen."""
+        try:
+            return send()
+        except OwnerUnreachable as exc:
+            self.unreachable.add(client.pk)
+            if exc.first_time:
+                raise
+            self.ctx.add(SKIPPED_UNREACHABLE)  # found out by another run meanwhile
+            return False
 
 
 @register(
@@ -65,14 +104,16 @@ def check_agent_stalls(ctx: JobContext, now: datetime | None = None) -> None:
     if stalls.held:
         ctx.add("held_until_business_hours", stalls.held)
 
+    owners = OwnerGate(ctx)
+
     def work(conversation: agent_check.Conversation) -> None:
-        if agent_check.escalate_stall(conversation, now):
+        if owners.notify(conversation.client, lambda: agent_check.escalate_stall(conversation, now)):
             ctx.add("escalated")
             ctx.log.info(
                 "agent_stall_escalated", extra={"conversation_id": conversation.pk, "client_id": conversation.client_id}
             )
 
-    ctx.each(stalls.stalled, work)
+    ctx.each(owners.reachable(stalls.stalled, lambda conversation: conversation.client), work)
     ctx.data.setdefault("escalated", 0)
 
 
@@ -81,10 +122,12 @@ def send_follow_up_reminders(ctx: JobContext, now: datetime | None = None) -> No
     """Remind owners of follow-ups that came due and of qualified leads idle for 7+ days."""
     now = now or timezone.now()
 
+    owners = OwnerGate(ctx)
+
     def work(reminder: follow_ups.Reminder) -> None:
-        if follow_ups.send_reminder(reminder, now):
+        if owners.notify(reminder.lead.client, lambda: follow_ups.send_reminder(reminder, now)):
             ctx.add("follow_ups" if reminder.kind == follow_ups.FOLLOW_UP else "re_engagements")
 
     ctx.data.setdefault("follow_ups", 0)
     ctx.data.setdefault("re_engagements", 0)
-    ctx.each(follow_ups.pending_reminders(now), work)
+    ctx.each(owners.reachable(follow_ups.pending_reminders(now), lambda reminder: reminder.lead.client), work)

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.contrib import messages as flash
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import permission_required
 from django.db.models import OuterRef, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
@@ -23,6 +24,10 @@ from scheduling.services import ensure_job, job_overview
 logger = logging.getLogger("scheduling.dashboard")
 
 HISTORY_LENGTH = 50
+# Pages need a staff login, then: the dashboard and a job's history (its runs) view_job,
+# "Run now" run_job (Job.Meta.permissions); lacking one is a 403, not a login loop.
+VIEW_JOBS = "scheduling.view_job"
+RUN_JOBS = "scheduling.run_job"
 CHART_WIDTH, CHART_HEIGHT, CHART_LEFT, CHART_BOTTOM = 800, 160, 56, 18
 
 
@@ -145,6 +150,7 @@ def job_history(name: str, now: datetime, limit: int = HISTORY_LENGTH) -> dict[s
 
 # --- views ------------------------------------------------------------------------------
 @staff_member_required
+@permission_required(VIEW_JOBS, raise_exception=True)
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
@@ -152,6 +158,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 
 @staff_member_required
+@permission_required(VIEW_JOBS, raise_exception=True)
 @require_GET
 def history(request: HttpRequest, name: str) -> HttpResponse:
     now = timezone.now()
@@ -159,6 +166,7 @@ def history(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @staff_member_required
+@permission_required(RUN_JOBS, raise_exception=True)
 @require_POST
 def run_now(request: HttpRequest, name: str) -> HttpResponseRedirect:
     if registry.get(name) is None:

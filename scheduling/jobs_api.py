@@ -13,21 +13,23 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api_errors import unknown_field_errors
 from config.api_paging import StrictLimitOffsetPagination
+from config.api_permissions import CHANGE, StaffModelPermissions
 from scheduling import auth, registry, schedule
 from scheduling.models import Job, JobRun, RunStatus, Trigger
 from scheduling.services import sync_jobs
 from scheduling.stats import job_stats
 
 
-class CronSecretOrModelPermission(BasePermission):
+class CronSecretOrModelPermission(StaffModelPermissions):
     """The cron secret, or a staff user with view (read) / change (write) on Job."""
+
+    perms_map = {**StaffModelPermissions.perms_map, "POST": [CHANGE]}
 
     def has_permission(self, request: Request, view: APIView) -> bool:
         offered = auth.offered_secret(request)
@@ -36,11 +38,7 @@ class CronSecretOrModelPermission(BasePermission):
                 return True
             auth.record_failure(request)
             return False
-        user = request.user
-        if not (user and user.is_authenticated and user.is_staff):
-            return False
-        action = "view" if request.method in SAFE_METHODS else "change"
-        return user.has_perm(f"scheduling.{action}_job")
+        return super().has_permission(request, view)
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -146,6 +144,7 @@ class RunSerializer(serializers.ModelSerializer):
 
 class _JobsApi(APIView):
     permission_classes = [CronSecretOrModelPermission]
+    queryset = Job.objects.all()  # the model whose permissions a staff user needs
 
 
 def _job(name: str) -> Job:

@@ -65,6 +65,9 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["name"]
+        # Running a job sends messages: apart from view (the dashboard) and change (enable,
+        # schedule), "Run now" on /cron/ and in admin needs this permission of its own.
+        permissions = [("run_job", "Can run a job now")]
 
     def __str__(self) -> str:
         return self.name

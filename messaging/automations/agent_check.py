@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from django.db import transaction
 from django.db.models import F
 
-from messaging.automations.notify import notify_owner
+from messaging.automations.notify import check_owner_reachable, notify_owner
 from messaging.models import Client, Conversation, Direction
 
 DEFAULT_STALL_MINUTES = 10
@@ -102,8 +102,13 @@ def awaiting_conversations(now: datetime) -> list[Conversation]:
 
 
 def escalate_stall(conversation: Conversation, now: datetime) -> bool:
-    """Notify the owner and remember the message escalated for; False if already escalated."""
+    """Notify the owner and remember the message escalated for; False if already escalated.
+
+    OwnerUnreachable leaves the conversation waiting (escalated once the owner can be told)."""
     client = conversation.client
+    # Before the transaction: finding the owner unreachable is recorded on the client, and a
+    # rollback must not forget it.
+    check_owner_reachable(client, now)
     since = conversation.last_message_at
     zone = ZoneInfo(client.timezone)
     body = (

@@ -5,10 +5,9 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from time import monotonic
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.db.models.functions import Now
@@ -16,7 +15,7 @@ from django.db.models.functions import Now
 from messaging.delivery.suppressions import SUPPRESSED_CODE, SUPPRESSED_ERROR, suppressed_emails
 from messaging.models import Channel, DeliveryAttempt, Outcome, ScheduledMessage, Status, transition
 from messaging.optouts import opt_outs_for
-from messaging.quiet_hours import next_allowed_time, parse_window
+from messaging.quiet_hours import next_allowed_time, window_for
 
 WORKER = f"{socket.gethostname()}:{os.getpid()}"[:100]
 
@@ -30,16 +29,11 @@ class Claim:
     token: uuid.UUID | None = None  # this claim's token, written on every ready message
 
 
-def _default_window() -> tuple[time, time]:
-    return parse_window(settings.QUIET_HOURS)
-
-
 def _quiet_until(message: ScheduledMessage, now: datetime) -> datetime | None:
     """When an SMS to a lead must wait for the lead's local daytime, the time it opens."""
     if message.channel != Channel.SMS or message.lead is None:
         return None
-    client = message.lead.client
-    start, end = (client.quiet_hours_start, client.quiet_hours_end) if client else _default_window()
+    start, end = window_for(message.lead.client)
     return next_allowed_time(now, message.lead.tz, start, end)
 
 

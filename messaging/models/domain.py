@@ -1,6 +1,7 @@
 """The domain the jobs read (clients, leads, conversations, calls) and the delivery queue."""
 
-from datetime import time
+import hashlib
+from datetime import datetime, time
 from zoneinfo import available_timezones
 
 from django.core.exceptions import ValidationError
@@ -32,8 +33,13 @@ class Client(models.Model):
         max_length=20, blank=True, validators=[validate_phone], help_text="Sender; blank = TWILIO_FROM_NUMBER."
     )
     monthly_sms_allowance = models.PositiveIntegerField(default=1000)
-    quiet_hours_start = models.TimeField(default=time(8, 0), help_text="SMS to leads only from this local time...")
-    quiet_hours_end = models.TimeField(default=time(21, 0), help_text="...until this local time.")
+    # Blank (both) = the QUIET_HOURS setting, so changing the setting moves every such client.
+    quiet_hours_start = models.TimeField(
+        null=True, blank=True, help_text="SMS to leads only from this local time... (blank = QUIET_HOURS)"
+    )
+    quiet_hours_end = models.TimeField(
+        null=True, blank=True, help_text="...until this local time (blank = QUIET_HOURS)."
+    )
     business_hours_start = models.TimeField(default=time(9, 0))
     business_hours_end = models.TimeField(default=time(17, 0))
     text_back_enabled = models.BooleanField(default=True)
@@ -43,6 +49,12 @@ class Client(models.Model):
     notify_by = models.CharField(max_length=8, choices=NotifyBy.choices, default=NotifyBy.EMAIL)
     agent_stall_minutes = models.PositiveIntegerField(default=10)
     weekly_summary_enabled = models.BooleanField(default=True)
+    # Set when a notification could not reach the owner (no contact, or an invalid one): jobs
+    # skip the client while owner_unreachable_contact still equals contact_fingerprint(), and
+    # try again as soon as the contact changes.
+    owner_unreachable_reason = models.CharField(max_length=300, blank=True, editable=False)
+    owner_unreachable_at = models.DateTimeField(null=True, blank=True, editable=False)
+    owner_unreachable_contact = models.CharField(max_length=64, blank=True, editable=False)
     created_at = models.DateTimeField(default=utc_now)
 
     class Meta:
@@ -50,6 +62,54 @@ class Client(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        start, end = self.quiet_hours_start, self.quiet_hours_end
+        if (start is None) != (end is None):
+            raise ValidationError("Set both quiet-hours times, or neither to use the QUIET_HOURS setting.")
+        if start is not None and start == end:
+            raise ValidationError({"quiet_hours_end": "The quiet-hours window is empty: start and end must differ."})
+
+    # --- owner reachability -------------------------------------------------------------
+    def contact_fingerprint(self) -> str:
+        """A digest of the fields an owner is reached through: any change gives a new one."""
+        contact = "\0".join((self.owner_phone.strip(), self.owner_email.strip(), self.notify_by))
+        return hashlib.sha256(contact.encode()).hexdigest()[:32]
+
+    @property
+    def owner_known_unreachable(self) -> bool:
+        """True when the owner was found unreachable through the contact stored now."""
+        return self.owner_unreachable_at is not None and self.owner_unreachable_contact == self.contact_fingerprint()
+
+    def mark_owner_unreachable(self, reason: str, now: datetime) -> bool:
+        """Record that the owner cannot be reached through the current contact; False when
+        that was recorded already (by this run or another), so it is reported once."""
+        fingerprint = self.contact_fingerprint()
+        fields = {
+            "owner_unreachable_reason": reason[:300],
+            "owner_unreachable_at": now,
+            "owner_unreachable_contact": fingerprint,
+        }
+        # Judged on the contact as this run read it: an edit saved meanwhile does not match, so
+        # the new contact is tried at the next tick instead of being marked unreachable unseen.
+        newly = (
+            Client.objects.filter(pk=self.pk, owner_phone=self.owner_phone, owner_email=self.owner_email)
+            .filter(notify_by=self.notify_by)
+            .exclude(owner_unreachable_at__isnull=False, owner_unreachable_contact=fingerprint)
+            .update(**fields)
+        )
+        for name, value in fields.items():
+            setattr(self, name, value)
+        return bool(newly)
+
+    def mark_owner_reachable(self) -> None:
+        """Forget a recorded unreachable owner (a notification went out through the contact)."""
+        if self.owner_unreachable_at is None and not self.owner_unreachable_contact:
+            return
+        Client.objects.filter(pk=self.pk).update(
+            owner_unreachable_reason="", owner_unreachable_at=None, owner_unreachable_contact=""
+        )
+        self.owner_unreachable_reason, self.owner_unreachable_at, self.owner_unreachable_contact = "", None, ""
 
 
 class LeadStatus(models.TextChoices):

@@ -1,4 +1,5 @@
-"""Enqueue API: thin DRF views over messaging.services (staff session or DRF token).
+"""Enqueue API: thin DRF views over messaging.services (staff session or DRF token, holding
+the model permission: view to list and read, add to enqueue, change to cancel or retry).
 
 POST /api/messages/                 queue a message (201; 200 for a repeated idempotency_key)
 GET  /api/messages/?status=&channel= list, newest send_at first, ?limit=(1-500)&offset= pages
@@ -23,6 +24,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api_paging import StrictLimitOffsetPagination
+from config.api_permissions import ModelChangePermissions, StaffModelPermissions
 from messaging.models import Channel, ScheduledMessage, Status
 from messaging.services import IdempotencyConflict, cancel_message, retry_message, schedule_message
 from messaging.web.serializers import EnqueueSerializer, MessageDetailSerializer, MessageSerializer
@@ -84,6 +86,7 @@ def conflict_detail(conflict: IdempotencyConflict, key: str) -> dict[str, list[s
 
 
 class MessageListCreateView(generics.ListAPIView):
+    permission_classes = [StaffModelPermissions]
     serializer_class = MessageSerializer
     pagination_class = MessagePagination
 
@@ -111,6 +114,7 @@ class MessageListCreateView(generics.ListAPIView):
 
 
 class MessageDetailView(generics.RetrieveAPIView):
+    permission_classes = [StaffModelPermissions]
     serializer_class = MessageDetailSerializer
     queryset = ScheduledMessage.objects.prefetch_related("delivery_attempts")
 
@@ -124,6 +128,9 @@ class MessageDetailView(generics.RetrieveAPIView):
 
 class MessageActionView(APIView):
     """An operator action that a message's state may not allow: 200 when done, 409 when not."""
+
+    permission_classes = [ModelChangePermissions]
+    queryset = ScheduledMessage.objects.all()  # names the model whose change permission is needed
 
     perform: Callable[[ScheduledMessage], bool]
     event: str

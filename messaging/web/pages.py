@@ -1,7 +1,9 @@
 """The /scheduled/ pages: the delivery queue for staff, server-rendered.
 
 Views parse the request, call one selector or service, and render; the reads live in
-`messaging.selectors`, the state changes in `messaging.services`.
+`messaging.selectors`, the state changes in `messaging.services`. A staff login is needed
+(else the admin login page); then reading needs messaging.view_scheduledmessage and
+cancel/retry messaging.change_scheduledmessage, or the answer is 403.
 """
 
 import logging
@@ -11,6 +13,7 @@ from functools import cached_property
 from django import forms
 from django.contrib import messages as flash
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
@@ -26,6 +29,8 @@ from messaging.services import cancel_message, retry_message
 logger = logging.getLogger("messaging.web.pages")
 
 PAGE_SIZE = 50
+VIEW = "messaging.view_scheduledmessage"
+CHANGE = "messaging.change_scheduledmessage"
 
 
 class QueueFilterForm(forms.Form):
@@ -72,6 +77,7 @@ class KnownCountPaginator(Paginator):
 
 
 @staff_member_required
+@permission_required(VIEW, raise_exception=True)
 @require_GET
 def queue(request: HttpRequest) -> HttpResponse:
     clients = list(Client.objects.order_by("name").values_list("pk", "name"))
@@ -91,6 +97,7 @@ def queue(request: HttpRequest) -> HttpResponse:
 
 
 @staff_member_required
+@permission_required(VIEW, raise_exception=True)
 @require_GET
 def message_detail(request: HttpRequest, message_id: uuid.UUID) -> HttpResponse:
     message = selectors.get_message(message_id)
@@ -103,6 +110,7 @@ def message_detail(request: HttpRequest, message_id: uuid.UUID) -> HttpResponse:
 
 
 @staff_member_required
+@permission_required(CHANGE, raise_exception=True)
 @require_POST
 def cancel(request: HttpRequest, message_id: uuid.UUID) -> HttpResponseRedirect:
     message = selectors.get_message(message_id)
@@ -115,6 +123,7 @@ def cancel(request: HttpRequest, message_id: uuid.UUID) -> HttpResponseRedirect:
 
 
 @staff_member_required
+@permission_required(CHANGE, raise_exception=True)
 @require_POST
 def retry(request: HttpRequest, message_id: uuid.UUID) -> HttpResponseRedirect:
     message = selectors.get_message(message_id)

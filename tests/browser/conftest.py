@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
+
+from tests import users
 
 CHROMIUM_FLAGS = [
     "--headless=new",
@@ -53,7 +54,7 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
 
 @pytest.fixture
 def staff_user():
-    return get_user_model().objects.create_user("operator", password=STAFF_PASSWORD, is_staff=True)
+    return users.staff_user("operator", *users.MESSAGE_OPERATOR, *users.JOB_OPERATOR, password=STAFF_PASSWORD)
 
 
 def wait(driver: webdriver.Chrome) -> WebDriverWait:

@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from messaging.models import Client, DeliveryAttempt, Lead, Outcome, ScheduledMessage, Status
 from messaging.services import schedule_message
 from tests.conftest import ROOT, subprocess_env
+from tests.users import MESSAGE_OPERATOR, grant
 
 pytestmark = pytest.mark.django_db
 
@@ -50,8 +51,9 @@ NOW = datetime(2026, 11, 28, 15, 0, tzinfo=UTC)
 ALICE = "+14155550123"
 
 
-def make_user(*, staff: bool = True, name: str = "operator") -> User:
-    return User.objects.create_user(username=name, password="pw-for-tests", is_staff=staff)
+def make_user(*, staff: bool = True, name: str = "operator", perms: tuple[str, ...] = MESSAGE_OPERATOR) -> User:
+    """A user with every ScheduledMessage permission unless told otherwise."""
+    return grant(User.objects.create_user(username=name, password="pw-for-tests", is_staff=staff), *perms)
 
 
 def token_client(user: User) -> APIClient:
@@ -268,7 +270,8 @@ def test_list_reads_a_page_in_two_queries(django_assert_num_queries):
     for _ in range(3):
         make_message(client=client, lead=make_lead(client))
 
-    with django_assert_num_queries(2):  # count + page; client and lead ids need no join
+    # The user's and their groups' permissions, then count + page; client and lead ids need no join.
+    with django_assert_num_queries(2 + 2):
         response = api.get("/api/messages/")
 
     assert len(response.json()["results"]) == 3

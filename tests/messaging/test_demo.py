@@ -2,10 +2,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db.models import Count, Max, Min
 
-from messaging.demo import DEMO_NAMES, demo_counts, seed_demo_data
+from messaging.demo import DEMO_NAMES, demo_counts, ensure_demo_staff, seed_demo_data
 from messaging.models import Call, CallStatus, Client, DeliveryAttempt, Lead, Message, ScheduledMessage, Status
 from messaging.phones import normalize_phone
 from scheduling.runner import run_job
@@ -151,3 +152,16 @@ def test_seed_demo_command_prints_credentials_and_a_summary(capsys):
     assert "username=demo password=" in out
     assert "Demo data created: 3 clients, 54 leads" in out
     assert DeliveryAttempt.objects.exists()
+
+
+def test_demo_seeds_a_view_only_viewer_who_can_see_but_not_change(client):
+    password = ensure_demo_staff()
+    viewer = get_user_model().objects.get(username="viewer")
+    assert viewer.is_staff and not viewer.is_superuser
+    assert client.login(username="viewer", password=password)
+    assert client.get("/scheduled/").status_code == 200
+    assert client.get("/cron/").status_code == 200
+    assert "Run now" not in client.get("/cron/").content.decode()
+    assert client.post("/cron/watchdog/run/").status_code == 403
+    ensure_demo_staff()  # seeding again resets, never duplicates
+    assert get_user_model().objects.filter(username="viewer").count() == 1

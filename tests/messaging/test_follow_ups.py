@@ -177,4 +177,4 @@ def test_leads_and_sent_keys_are_read_in_three_queries(django_assert_num_queries
         # Follow-ups, idle leads, queued keys; then per reminder: key check, savepoint, insert, release.
         with django_assert_num_queries(3 + 6 * 4):
             send_follow_up_reminders(ctx, NOW)
-    assert ctx.data == {"follow_ups": 3, "re_engagements": 3}
+    assert ctx.data == {"follow_ups": 3, "re_engagements": 3, "skipped_owner_unreachable": 0}

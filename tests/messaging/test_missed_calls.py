@@ -263,7 +263,7 @@ class TestFailureIsolation:
         assert sorted(message.to for message in text_backs()) == ["+14155550150", "+14155550151"]
 
     def test_invalid_stored_owner_email_does_not_block_the_call(self, frozen):
-        client = make_client()
+        client = make_client(owner_phone="")
         Client.objects.filter(pk=client.pk).update(owner_email="not an address")
         call = missed_call(client)
 
@@ -272,6 +272,20 @@ class TestFailureIsolation:
         assert result.status == RunStatus.SUCCEEDED and result.data["owner_unreachable"] == 1
         call.refresh_from_db()
         assert call.handled is True and [m.to for m in text_backs()] == [call.caller]
+        client.refresh_from_db()
+        assert "owner email" in client.owner_unreachable_reason  # shown on the client in admin
+
+    def test_invalid_stored_owner_email_falls_back_to_the_owner_phone(self, frozen):
+        client = make_client()
+        Client.objects.filter(pk=client.pk).update(owner_email="not an address")
+        missed_call(client)
+
+        result = run_job("check-missed-calls", "manual")
+
+        assert result.status == RunStatus.SUCCEEDED and "owner_unreachable" not in result.data
+        assert list(ScheduledMessage.objects.filter(source="missed-call-notify").values_list("to", flat=True)) == [
+            "+14155550100"
+        ]
 
     def test_withheld_caller_number_is_skipped_and_handled_not_retried_forever(self, frozen):
         call = missed_call(make_client(), caller="+266696687")  # a carrier's stand-in for "withheld"

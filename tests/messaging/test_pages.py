@@ -9,6 +9,7 @@ from django.test.utils import CaptureQueriesContext
 
 from messaging.models import Conversation, DeliveryAttempt, Message, Outcome, ScheduledMessage, Status
 from tests.messaging.factories import email, make_client, sms
+from tests.users import MESSAGE_OPERATOR, staff_user
 
 pytestmark = pytest.mark.django_db
 
@@ -17,8 +18,7 @@ DAY = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 @pytest.fixture
 def staff(client):
-    user = get_user_model().objects.create_user("operator", password="pw", is_staff=True)
-    client.force_login(user)
+    client.force_login(staff_user("operator", *MESSAGE_OPERATOR))
     return client
 
 
@@ -216,7 +216,7 @@ def test_get_on_an_action_endpoint_is_405_and_changes_nothing(staff, action):
 
 def test_action_without_csrf_token_is_refused(client):
     client.handler.enforce_csrf_checks = True
-    client.force_login(get_user_model().objects.create_user("op", password="pw", is_staff=True))
+    client.force_login(staff_user("op", *MESSAGE_OPERATOR))  # may cancel: only the token is missing
     message = sms()
     assert client.post(f"/scheduled/{message.pk}/cancel/").status_code == 403
     message.refresh_from_db()

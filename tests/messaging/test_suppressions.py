@@ -1,18 +1,18 @@
 """The email suppression list: the look-up claiming uses, the message page, the admin."""
 
 import pytest
-from django.contrib.auth import get_user_model
 
 from messaging.delivery.suppressions import suppress_emails, suppressed_emails
 from messaging.models import EmailSuppression, PendingReport, ScheduledMessage, Status
 from tests.messaging.factories import email
+from tests.users import MESSAGE_OPERATOR, staff_user
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def staff(client):
-    client.force_login(get_user_model().objects.create_user("operator", password="pw", is_staff=True))
+    client.force_login(staff_user("operator", *MESSAGE_OPERATOR))
     return client
 
 

@@ -13,6 +13,7 @@ from scheduling.dashboard import countdown_text, format_duration
 from scheduling.models import Job, JobRun, RunStatus, Trigger
 from scheduling.runner import run_job
 from scheduling.services import sync_jobs
+from tests.users import JOB_OPERATOR, staff_user
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +22,7 @@ T0 = datetime(2026, 11, 28, 10, 2, 0, tzinfo=UTC)  # test-ok runs */5: next at 1
 
 @pytest.fixture
 def staff(client):
-    client.force_login(get_user_model().objects.create_user("operator", password="pw", is_staff=True))
+    client.force_login(staff_user("operator", *JOB_OPERATOR))
     return client
 
 
