@@ -34,8 +34,9 @@ def _default_window() -> tuple[time, time]:
     return parse_window(settings.QUIET_HOURS)
 
 
-def _quiet_until(message: ScheduledMessage, now: datetime) -> datetime | None:
-    """When an SMS to a lead must wait for the lead's local daytime, the time it opens."""
+def quiet_until(message: ScheduledMessage, now: datetime) -> datetime | None:
+    """When an SMS to a lead must wait for the lead's local daytime, the time it opens (UTC);
+    None when it may go now. Claiming and the pages (messaging.waiting) both ask this."""
     if message.channel != Channel.SMS or message.lead is None:
         return None
     client = message.lead.client
@@ -79,7 +80,7 @@ def claim_due_messages(now: datetime, limit: int, lease: timedelta, exclude: Q |
             elif message.channel == Channel.EMAIL and message.to in suppressed:
                 _fail_unsendable(message, now, Outcome.SUPPRESSED, SUPPRESSED_CODE, SUPPRESSED_ERROR)
                 claim.suppressed += 1
-            elif (opening := _quiet_until(message, now)) is not None:
+            elif (opening := quiet_until(message, now)) is not None:
                 ScheduledMessage.objects.filter(pk=message.pk).update(next_attempt_at=opening)
                 claim.deferred += 1
             else:

@@ -167,7 +167,8 @@ def test_cancel_cancels_a_pending_message_and_says_so(staff):
     response = staff.post(f"/scheduled/{message.pk}/cancel/", {"next": "/scheduled/"}, follow=True)
     message.refresh_from_db()
     assert message.status == Status.CANCELLED
-    assert [str(m) for m in response.context["messages"]] == ["Cancelled."]
+    short_id = str(message.pk)[:8]
+    assert [str(m) for m in response.context["messages"]] == [f"Cancelled SMS to +14155550123 (id {short_id})."]
 
 
 def test_cancel_of_a_sent_message_is_refused_with_the_reason(staff):
@@ -175,7 +176,9 @@ def test_cancel_of_a_sent_message_is_refused_with_the_reason(staff):
     response = staff.post(f"/scheduled/{message.pk}/cancel/", follow=True)
     message.refresh_from_db()
     assert message.status == Status.SENT
-    assert [str(m) for m in response.context["messages"]] == ["This message can no longer be cancelled: it is sent."]
+    assert [str(m) for m in response.context["messages"]] == [
+        f"SMS to +14155550123 (id {str(message.pk)[:8]}) can no longer be cancelled: it is sent."
+    ]
 
 
 def test_retry_queues_a_failed_message_again_with_fresh_attempts(staff):
@@ -183,7 +186,9 @@ def test_retry_queues_a_failed_message_again_with_fresh_attempts(staff):
     response = staff.post(f"/scheduled/{message.pk}/retry/", follow=True)
     message.refresh_from_db()
     assert (message.status, message.attempts) == (Status.PENDING, 0)
-    assert "Queued again" in str(list(response.context["messages"])[0])
+    assert str(list(response.context["messages"])[0]) == (
+        f"Queued SMS to +14155550123 (id {str(message.pk)[:8]}) again: it goes out on the next delivery run."
+    )
 
 
 def test_retry_of_a_pending_message_is_refused_with_the_reason(staff):
@@ -191,7 +196,9 @@ def test_retry_of_a_pending_message_is_refused_with_the_reason(staff):
     response = staff.post(f"/scheduled/{message.pk}/retry/", follow=True)
     message.refresh_from_db()
     assert message.status == Status.PENDING
-    assert [str(m) for m in response.context["messages"]] == ["This message cannot be retried: it is pending."]
+    assert [str(m) for m in response.context["messages"]] == [
+        f"SMS to +14155550123 (id {str(message.pk)[:8]}) cannot be retried: it is pending."
+    ]
 
 
 def test_action_returns_to_the_filtered_list_it_came_from(staff):

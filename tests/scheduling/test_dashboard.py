@@ -119,7 +119,9 @@ def test_run_now_records_an_admin_run_and_flashes_the_result(staff):
     response = staff.post("/cron/watchdog/run/", follow=True)
     run = JobRun.objects.get(job__name="watchdog")
     assert (run.trigger, run.status) == (Trigger.ADMIN, RunStatus.SUCCEEDED)
-    assert [str(m) for m in response.context["messages"]][0].startswith("watchdog: succeeded.")
+    flashed = [str(m) for m in response.context["messages"]][0]
+    assert flashed == f"watchdog: succeeded, {run.succeeded} of {run.processed} items ok (run #{run.pk})."
+    assert "succeeded: succeeded" not in flashed and flashed.count("succeeded") == 1
     assert response.redirect_chain[-1][0] == "/cron/"
 
 
@@ -127,7 +129,8 @@ def test_run_now_of_a_failing_job_flashes_the_error(staff, sample_jobs_registere
     response = staff.post("/cron/test-fail/run/", follow=True)
     flashed = list(response.context["messages"])
     assert flashed[0].tags == "error"
-    assert str(flashed[0]) == "test-fail: failed. RuntimeError: the provider account is suspended"
+    run = JobRun.objects.get(job__name="test-fail")
+    assert str(flashed[0]) == f"test-fail: failed. RuntimeError: the provider account is suspended (run #{run.pk})."
 
 
 def test_run_now_returns_to_the_history_page_it_was_pressed_on(staff):
@@ -145,11 +148,15 @@ def test_run_now_of_an_unknown_job_is_404(staff):
 
 
 # --- history ----------------------------------------------------------------------------
-def test_history_shows_the_error_and_traceback_of_a_failed_run(staff, sample_jobs_registered):
-    run_job("test-fail", Trigger.CRON)
+def test_history_shows_the_error_and_links_the_runs_page_with_its_traceback(staff, sample_jobs_registered):
+    result = run_job("test-fail", Trigger.CRON)
     content = staff.get("/cron/test-fail/").content.decode()
     assert "RuntimeError: the provider account is suspended" in content
-    assert "<details><summary>traceback</summary><pre>Traceback (most recent call last):" in content
+    assert "Traceback (most recent call last)" not in content  # the table stays short
+    assert f'href="/cron/test-fail/runs/{result.run_id}/">full error and traceback</a>' in content
+    run_page = staff.get(f"/cron/test-fail/runs/{result.run_id}/").content.decode()
+    assert "RuntimeError: the provider account is suspended" in run_page
+    assert '<pre id="traceback">Traceback (most recent call last):' in run_page
 
 
 def test_history_escapes_markup_in_errors(staff, sample_jobs_registered):
