@@ -145,7 +145,7 @@ def run_result_text(result: RunResult) -> str:
     # RunResult.message may start with the status ("failed", "succeeded: ..."): say it once.
     if detail == result.status or detail.startswith(f"{result.status}: "):
         detail = detail[len(result.status) :].lstrip(": ")
-    return f"{result.job}: {result.status}." + (f" {detail}{run}." if detail else "")
+    return f"{result.job}: {result.status}" + (f". {detail}" if detail else "") + f"{run}."
 
 
 def run_detail(name: str, run_id: int) -> dict[str, Any]:
