@@ -33,7 +33,14 @@ def sized_browser(request, browser):
 
 
 def _page_fits(driver) -> tuple[int, int]:
-    return driver.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+    """(scrollWidth, innerWidth); innerWidth must be the emulated width: a phone browser
+    widens its layout viewport (zooms out) for a page too wide, which would hide an overflow."""
+    scroll_width, inner_width = driver.execute_script(
+        "return [document.documentElement.scrollWidth, window.innerWidth]"
+    )
+    assert inner_width == WIDTHS[driver.width_name][0], inner_width
+    print(f"{driver.current_url} at {driver.width_name}: scrollWidth {scroll_width}, innerWidth {inner_width}")
+    return scroll_width, inner_width
 
 
 def _in_viewport(driver, element) -> bool:
@@ -68,6 +75,13 @@ def test_dashboard_with_a_long_failing_error_fits_the_screen(
     scroll_width, inner_width = _page_fits(sized_browser)
     screenshot(sized_browser, tmp_path / f"run-{sized_browser.width_name}.png")
     assert scroll_width <= inner_width, (scroll_width, inner_width)
+
+    sized_browser.find_element(By.LINK_TEXT, "test-fail history").click()
+    wait(sized_browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, f'#runs tr[data-run="{run.pk}"]')))
+    scroll_width, inner_width = _page_fits(sized_browser)
+    screenshot(sized_browser, tmp_path / f"history-{sized_browser.width_name}.png")
+    assert scroll_width <= inner_width, (scroll_width, inner_width)
+    assert sized_browser.find_elements(By.CSS_SELECTOR, ".chart svg rect.failed")
 
 
 def test_queue_with_a_long_error_fits_the_screen(sized_browser, live_server, staff_user, tmp_path: Path):
