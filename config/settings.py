@@ -138,6 +138,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]  # the favicon (also served at /favicon.ico by config.views)
 LOGIN_URL = "/admin/login/"
 
 REST_FRAMEWORK = {

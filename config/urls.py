@@ -1,7 +1,12 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
+
+from config import views
 
 urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="cron-dashboard"), name="home"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("admin/", admin.site.urls),
     path("", include("scheduling.urls")),
     path("", include("scheduling.dashboard_urls")),

@@ -64,7 +64,8 @@ def filter_queue(filters: QueueFilters) -> QuerySet[ScheduledMessage]:
     if filters.status:
         qs = qs.filter(status=filters.status)
     # The id breaks ties so a page boundary never repeats or skips a row.
-    return qs.select_related("client").order_by("-send_at", "-id")
+    # lead__client: the quiet hours of a waiting SMS (messaging.waiting), without a query per row.
+    return qs.select_related("client", "lead__client").order_by("-send_at", "-id")
 
 
 def count_by_status(filters: QueueFilters) -> dict[str, int]:
@@ -74,8 +75,8 @@ def count_by_status(filters: QueueFilters) -> dict[str, int]:
 
 
 def get_message(message_id: uuid.UUID) -> ScheduledMessage:
-    """One message with its client and lead joined; Http404 when there is none."""
-    return get_object_or_404(ScheduledMessage.objects.select_related("client", "lead"), pk=message_id)
+    """One message with its client, lead and lead's client joined; Http404 when there is none."""
+    return get_object_or_404(ScheduledMessage.objects.select_related("client", "lead__client"), pk=message_id)
 
 
 def attempts_of(message: ScheduledMessage) -> QuerySet[DeliveryAttempt]:

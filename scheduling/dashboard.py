@@ -11,14 +11,14 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import permission_required
 from django.db.models import OuterRef, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from scheduling import registry, schedule
 from scheduling.models import Job, JobRun, RunStatus, Trigger
-from scheduling.runner import run_job
+from scheduling.runner import RunResult, run_job
 from scheduling.services import ensure_job, job_overview
 
 logger = logging.getLogger("scheduling.dashboard")
@@ -97,22 +97,28 @@ class Bar:
 
 
 def duration_chart(runs: list[JobRun]) -> dict[str, Any]:
-    """Bars for an inline SVG, oldest run on the left; heights scaled to the longest run."""
-    chronological = list(reversed(runs))
+    """Bars for an inline SVG drawn to time: each bar's x is proportional to its run's
+    started_at, the oldest run at the left edge and the newest at the right (so a gap in the
+    runs is a gap in the chart); heights scaled to the longest run."""
+    chronological = sorted(runs, key=lambda run: (run.started_at, run.pk or 0))
     plot_width = CHART_WIDTH - CHART_LEFT
     plot_height = CHART_HEIGHT - CHART_BOTTOM
     longest = max((run.duration_ms or 0 for run in chronological), default=0)
-    slot = plot_width / max(len(chronological), HISTORY_LENGTH // 2)
+    bar_width = max(2.0, min(12.0, plot_width / max(len(chronological), HISTORY_LENGTH // 2) - 2))
+    usable = plot_width - bar_width  # a bar starts at most here, so the newest ends at the edge
+    first = chronological[0].started_at if chronological else None
+    span = (chronological[-1].started_at - first).total_seconds() if chronological else 0.0
     bars = []
-    for index, run in enumerate(chronological):
+    for run in chronological:
         duration = run.duration_ms or 0
         # A visible sliver even for an instant run, so every run has a bar to hover.
         height = max(2.0, plot_height * duration / longest) if longest else 2.0
+        offset = usable * (run.started_at - first).total_seconds() / span if span else usable
         bars.append(
             Bar(
-                x=round(CHART_LEFT + index * slot + 1, 1),
+                x=round(CHART_LEFT + offset, 1),
                 y=round(plot_height - height, 1),
-                width=round(max(slot - 2, 1), 1),
+                width=round(bar_width, 1),
                 height=round(height, 1),
                 status=run.status,
                 label=f"#{run.pk} {run.status}, {format_duration(run.duration_ms)}, {run.started_at:%Y-%m-%d %H:%M:%S}",
@@ -125,7 +131,32 @@ def duration_chart(runs: list[JobRun]) -> dict[str, Any]:
         "left": CHART_LEFT,
         "baseline": plot_height,
         "longest": format_duration(longest),
+        "first_at": first,
+        "last_at": chronological[-1].started_at if chronological else None,
     }
+
+
+def run_result_text(result: RunResult) -> str:
+    """The flash after "Run now", saying each thing once: "watchdog: succeeded, 3 of 3 items
+    ok (run #12).", "test-fail: failed. RuntimeError: ... (run #13).", "x: skipped. disabled"."""
+    run = f" (run #{result.run_id})" if result.run_id else ""
+    if result.status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL):
+        data = result.data
+        text = f"{result.job}: {result.status}, {data.get('succeeded', 0)} of {data.get('processed', 0)} items ok{run}."
+        if result.data.get("stopped_early"):
+            text += f" Stopped early by {data['stopped_early']}; the rest is left for the next run."
+        return text
+    detail = result.message
+    # RunResult.message may start with the status ("failed", "succeeded: ..."): say it once.
+    if detail == result.status or detail.startswith(f"{result.status}: "):
+        detail = detail[len(result.status) :].lstrip(": ")
+    return f"{result.job}: {result.status}" + (f". {detail}" if detail else "") + f"{run}."
+
+
+def run_detail(name: str, run_id: int) -> dict[str, Any]:
+    """One run of one job, everything it recorded; Http404 if either is unknown."""
+    run = get_object_or_404(JobRun.objects.select_related("job"), pk=run_id, job__name=name)
+    return {"job": run.job, "run": run, "duration": format_duration(run.duration_ms)}
 
 
 def job_history(name: str, now: datetime, limit: int = HISTORY_LENGTH) -> dict[str, Any]:
@@ -166,6 +197,13 @@ def history(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @staff_member_required
+@permission_required(VIEW_JOBS, raise_exception=True)
+@require_GET
+def run_page(request: HttpRequest, name: str, run_id: int) -> HttpResponse:
+    return render(request, "scheduling/job_run.html", run_detail(name, run_id))
+
+
+@staff_member_required
 @permission_required(RUN_JOBS, raise_exception=True)
 @require_POST
 def run_now(request: HttpRequest, name: str) -> HttpResponseRedirect:
@@ -174,7 +212,7 @@ def run_now(request: HttpRequest, name: str) -> HttpResponseRedirect:
     logger.info("job_run_requested", extra={"job": name, "user": request.user.get_username()})
     result = run_job(name, Trigger.ADMIN)
     level = {RunStatus.SUCCEEDED: flash.SUCCESS, RunStatus.FAILED: flash.ERROR}.get(result.status, flash.WARNING)
-    flash.add_message(request, level, f"{name}: {result.status}. {result.message}")
+    flash.add_message(request, level, run_result_text(result))
     target = request.POST.get("next", "")
     if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
         return redirect(target)

@@ -8,6 +8,7 @@ added to UTC datetimes, since "+ 1 hour" in a local zone is ambiguous across a t
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cron_descriptor import ExpressionDescriptor, FormatException, Options
 from cronsim import CronSim, CronSimError
 
 
@@ -92,8 +93,16 @@ def slot_in_minute(expr: str, tz: str, now: datetime) -> datetime | None:
 
 
 def describe(expr: str) -> str:
-    """The expression in words, e.g. "every 5 minutes"."""
+    """The expression as people say it: "Every 30 minutes", "At 03:17", "At 08:00, only on
+    Monday" (cron-descriptor, 24-hour clock). An expression cronsim rejects is returned as
+    written; one cron-descriptor cannot read (e.g. "@daily") falls back to cronsim's words."""
     try:
-        return CronSim(expr, datetime.now(UTC)).explain()
+        words = CronSim(expr, datetime.now(UTC)).explain()
     except (CronSimError, AttributeError):
         return expr
+    options = Options()
+    options.use_24hour_time_format = True
+    try:
+        return ExpressionDescriptor(expr, options).get_description()
+    except (FormatException, ValueError, KeyError, IndexError):
+        return words

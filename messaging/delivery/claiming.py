@@ -29,8 +29,9 @@ class Claim:
     token: uuid.UUID | None = None  # this claim's token, written on every ready message
 
 
-def _quiet_until(message: ScheduledMessage, now: datetime) -> datetime | None:
-    """When an SMS to a lead must wait for the lead's local daytime, the time it opens."""
+def quiet_until(message: ScheduledMessage, now: datetime) -> datetime | None:
+    """When an SMS to a lead must wait for the lead's local daytime, the time it opens (UTC);
+    None when it may go now. Claiming and the pages (messaging.waiting) both ask this."""
     if message.channel != Channel.SMS or message.lead is None:
         return None
     start, end = window_for(message.lead.client)
@@ -73,7 +74,7 @@ def claim_due_messages(now: datetime, limit: int, lease: timedelta, exclude: Q |
             elif message.channel == Channel.EMAIL and message.to in suppressed:
                 _fail_unsendable(message, now, Outcome.SUPPRESSED, SUPPRESSED_CODE, SUPPRESSED_ERROR)
                 claim.suppressed += 1
-            elif (opening := _quiet_until(message, now)) is not None:
+            elif (opening := quiet_until(message, now)) is not None:
                 ScheduledMessage.objects.filter(pk=message.pk).update(next_attempt_at=opening)
                 claim.deferred += 1
             else:

@@ -10,8 +10,8 @@ from messaging.models.domain import Client, Lead
 
 
 class Channel(models.TextChoices):
-    SMS = "sms"
-    EMAIL = "email"
+    SMS = "sms", "SMS"
+    EMAIL = "email", "Email"
 
 
 class Status(models.TextChoices):
@@ -102,6 +102,11 @@ class ScheduledMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} to {self.to} ({self.status})"
+
+    @property
+    def label(self) -> str:
+        """What an operator calls this message: "SMS to +14155550123 (id 3f2a9c1e)"."""
+        return f"{self.get_channel_display()} to {self.to} (id {str(self.pk)[:8]})"
 
     @property
     def provider_idempotency_key(self) -> str:

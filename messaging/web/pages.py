@@ -18,6 +18,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
@@ -25,6 +26,7 @@ from messaging import selectors
 from messaging.delivery.suppressions import suppression_of
 from messaging.models import Channel, Client, ScheduledMessage, Status
 from messaging.services import cancel_message, retry_message
+from messaging.waiting import annotate_waiting, why_waiting
 
 logger = logging.getLogger("messaging.web.pages")
 
@@ -89,10 +91,11 @@ def queue(request: HttpRequest) -> HttpResponse:
         request.GET.get("page")
     )
     status_tabs = [("", "All", counts["all"])] + [(value, label, counts[value]) for value, label in Status.choices]
+    rows = annotate_waiting(page.object_list, timezone.now())
     return render(
         request,
         "messaging/queue.html",
-        {"form": form, "filters": filters, "counts": counts, "status_tabs": status_tabs, "page": page},
+        {"form": form, "filters": filters, "counts": counts, "status_tabs": status_tabs, "page": page, "rows": rows},
     )
 
 
@@ -105,8 +108,22 @@ def message_detail(request: HttpRequest, message_id: uuid.UUID) -> HttpResponse:
     return render(
         request,
         "messaging/message_detail.html",
-        {"message": message, "attempts": attempts, "suppression": suppression_of(message)},
+        {
+            "message": message,
+            "attempts": attempts,
+            "suppression": suppression_of(message),
+            "waiting": why_waiting(message, timezone.now()),
+        },
     )
+
+
+@staff_member_required
+@permission_required(CHANGE, raise_exception=True)
+@require_GET
+def cancel_confirm(request: HttpRequest, message_id: uuid.UUID) -> HttpResponse:
+    """The question before a cancel, naming the message; the answer POSTs to `cancel`."""
+    message = selectors.get_message(message_id)
+    return render(request, "messaging/cancel_confirm.html", {"message": message, "next": _safe_next(request)})
 
 
 @staff_member_required
@@ -116,9 +133,9 @@ def cancel(request: HttpRequest, message_id: uuid.UUID) -> HttpResponseRedirect:
     message = selectors.get_message(message_id)
     if cancel_message(message):
         _log_action(request, "message_cancelled_by_operator", message)
-        flash.success(request, "Cancelled.")
+        flash.success(request, f"Cancelled {message.label}.")
     else:
-        flash.error(request, f"This message can no longer be cancelled: it is {message.status}.")
+        flash.error(request, f"{message.label} can no longer be cancelled: it is {message.status}.")
     return _back(request, message)
 
 
@@ -129,9 +146,9 @@ def retry(request: HttpRequest, message_id: uuid.UUID) -> HttpResponseRedirect:
     message = selectors.get_message(message_id)
     if retry_message(message):
         _log_action(request, "message_retried_by_operator", message)
-        flash.success(request, "Queued again: it goes out on the next delivery run.")
+        flash.success(request, f"Queued {message.label} again: it goes out on the next delivery run.")
     else:
-        flash.error(request, f"This message cannot be retried: it is {message.status}.")
+        flash.error(request, f"{message.label} cannot be retried: it is {message.status}.")
     return _back(request, message)
 
 
@@ -139,9 +156,14 @@ def _log_action(request: HttpRequest, event: str, message: ScheduledMessage) -> 
     logger.info(event, extra={"message_id": str(message.pk), "user": request.user.get_username()})
 
 
+def _safe_next(request: HttpRequest) -> str:
+    """The `next` the request carries (form or query string) if it stays on this site, else ""."""
+    target = request.POST.get("next", "") or request.GET.get("next", "")
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return target
+    return ""
+
+
 def _back(request: HttpRequest, message: ScheduledMessage) -> HttpResponseRedirect:
     """To the page the button was on (the list keeps its filters), never off this site."""
-    target = request.POST.get("next", "")
-    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
-        return redirect(target)
-    return redirect(reverse("scheduled-detail", args=[message.pk]))
+    return redirect(_safe_next(request) or reverse("scheduled-detail", args=[message.pk]))

@@ -13,5 +13,6 @@ urlpatterns = [
     path("scheduled/", pages.queue, name="scheduled-list"),
     path("scheduled/<uuid:message_id>/", pages.message_detail, name="scheduled-detail"),
     path("scheduled/<uuid:message_id>/cancel/", pages.cancel, name="scheduled-cancel"),
+    path("scheduled/<uuid:message_id>/cancel/confirm/", pages.cancel_confirm, name="scheduled-cancel-confirm"),
     path("scheduled/<uuid:message_id>/retry/", pages.retry, name="scheduled-retry"),
 ]

@@ -36,8 +36,15 @@ def test_operator_filters_pending_messages_and_cancels_one(browser, live_server,
     screenshot(browser, tmp_path / "scheduled-pending.png")
 
     target = pending[1]
-    browser.find_element(By.CSS_SELECTOR, f'tr[data-id="{target.pk}"] button.danger').click()
-    assert flash_texts(browser) == ["Cancelled."]
+    browser.find_element(By.CSS_SELECTOR, f'tr[data-id="{target.pk}"] a.cancel').click()
+    # A confirmation first, naming the message; nothing is cancelled yet.
+    wait(browser).until(EC.presence_of_element_located((By.ID, "confirm-cancel")))
+    assert f"SMS to {target.to} (id {str(target.pk)[:8]})" in browser.find_element(By.ID, "confirm").text
+    target.refresh_from_db()
+    assert target.status == Status.PENDING
+    screenshot(browser, tmp_path / "scheduled-cancel-confirm.png")
+    browser.find_element(By.ID, "confirm-cancel").click()
+    assert flash_texts(browser) == [f"Cancelled SMS to {target.to} (id {str(target.pk)[:8]})."]
     # Back on the same filtered list: the cancelled message is no longer pending.
     assert "status=pending" in browser.current_url
     assert str(target.pk) not in _statuses_on_page(browser)
@@ -61,7 +68,7 @@ def test_operator_runs_watchdog_from_the_cron_dashboard(browser, live_server, st
     assert countdown.startswith("in ") or countdown == "due now"
 
     browser.find_element(By.CSS_SELECTOR, 'tr[data-job="watchdog"] button[type=submit]').click()
-    assert flash_texts(browser)[0].startswith("watchdog: succeeded.")
+    assert flash_texts(browser)[0].startswith("watchdog: succeeded, ")
     last_run = browser.find_element(By.CSS_SELECTOR, 'tr[data-job="watchdog"] td.last-run').text
     assert "succeeded" in last_run and "admin" in last_run
     screenshot(browser, tmp_path / "cron-dashboard.png")

@@ -3,12 +3,13 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from messaging.models import Conversation, DeliveryAttempt, Message, Outcome, ScheduledMessage, Status
-from tests.messaging.factories import email, make_client, sms
+from tests.messaging.factories import email, make_client, make_lead, sms
 from tests.users import MESSAGE_OPERATOR, staff_user
 
 pytestmark = pytest.mark.django_db
@@ -167,7 +168,8 @@ def test_cancel_cancels_a_pending_message_and_says_so(staff):
     response = staff.post(f"/scheduled/{message.pk}/cancel/", {"next": "/scheduled/"}, follow=True)
     message.refresh_from_db()
     assert message.status == Status.CANCELLED
-    assert [str(m) for m in response.context["messages"]] == ["Cancelled."]
+    short_id = str(message.pk)[:8]
+    assert [str(m) for m in response.context["messages"]] == [f"Cancelled SMS to +14155550123 (id {short_id})."]
 
 
 def test_cancel_of_a_sent_message_is_refused_with_the_reason(staff):
@@ -175,7 +177,9 @@ def test_cancel_of_a_sent_message_is_refused_with_the_reason(staff):
     response = staff.post(f"/scheduled/{message.pk}/cancel/", follow=True)
     message.refresh_from_db()
     assert message.status == Status.SENT
-    assert [str(m) for m in response.context["messages"]] == ["This message can no longer be cancelled: it is sent."]
+    assert [str(m) for m in response.context["messages"]] == [
+        f"SMS to +14155550123 (id {str(message.pk)[:8]}) can no longer be cancelled: it is sent."
+    ]
 
 
 def test_retry_queues_a_failed_message_again_with_fresh_attempts(staff):
@@ -183,7 +187,9 @@ def test_retry_queues_a_failed_message_again_with_fresh_attempts(staff):
     response = staff.post(f"/scheduled/{message.pk}/retry/", follow=True)
     message.refresh_from_db()
     assert (message.status, message.attempts) == (Status.PENDING, 0)
-    assert "Queued again" in str(list(response.context["messages"])[0])
+    assert str(list(response.context["messages"])[0]) == (
+        f"Queued SMS to +14155550123 (id {str(message.pk)[:8]}) again: it goes out on the next delivery run."
+    )
 
 
 def test_retry_of_a_pending_message_is_refused_with_the_reason(staff):
@@ -191,7 +197,9 @@ def test_retry_of_a_pending_message_is_refused_with_the_reason(staff):
     response = staff.post(f"/scheduled/{message.pk}/retry/", follow=True)
     message.refresh_from_db()
     assert message.status == Status.PENDING
-    assert [str(m) for m in response.context["messages"]] == ["This message cannot be retried: it is pending."]
+    assert [str(m) for m in response.context["messages"]] == [
+        f"SMS to +14155550123 (id {str(message.pk)[:8]}) cannot be retried: it is pending."
+    ]
 
 
 def test_action_returns_to_the_filtered_list_it_came_from(staff):
@@ -331,3 +339,159 @@ def test_admin_conversation_page_inlines_only_the_newest_messages(admin_client):
 )
 def test_admin_changelists_render(admin_client, path):
     assert admin_client.get(f"/admin/messaging/{path}/", {"q": "x"}).status_code == 200
+
+
+# --- why it waits -------------------------------------------------------------------------
+def test_detail_says_in_one_sentence_why_a_message_waits(staff):
+    message = in_state(
+        sms(send_at=DAY - timedelta(minutes=5)),
+        Status.PENDING,
+        attempts=1,
+        last_error_code="http_503",
+        last_error="Service busy",
+        next_attempt_at=DAY + timedelta(minutes=4),
+    )
+    with time_machine.travel(DAY, tick=False):
+        content = staff.get(f"/scheduled/{message.pk}/").content.decode()
+    assert (
+        '<p id="waiting" class="waiting backoff">Backing off after error http_503: the next attempt is at '
+        "2026-03-10 12:04 UTC (attempt 2 of 5).</p>"
+    ) in content
+
+
+def test_detail_of_a_message_in_quiet_hours_names_the_opening_in_the_recipients_zone(staff):
+    client_ = make_client(tz="America/New_York")
+    lead = make_lead(client_, tz="America/Los_Angeles")
+    message = sms(to=lead.phone, client=client_, lead=lead, send_at=DAY - timedelta(hours=8))
+    with time_machine.travel(DAY.replace(hour=7), tick=False):  # 00:00 in Los Angeles (PDT)
+        content = staff.get(f"/scheduled/{message.pk}/").content.decode()
+    assert "it goes out from 08:00 in America/Los_Angeles (2026-03-10 15:00 UTC)." in content
+
+
+def test_next_attempt_is_shown_only_for_a_pending_message(staff):
+    pending = sms()
+    sent = in_state(sms(), Status.SENT)
+    assert "Next attempt at" in staff.get(f"/scheduled/{pending.pk}/").content.decode()
+    assert "Next attempt at" not in staff.get(f"/scheduled/{sent.pk}/").content.decode()
+
+
+def test_list_shows_the_short_reason_under_the_status(staff):
+    later = sms(send_at=DAY + timedelta(hours=2))
+    held = in_state(
+        sms(send_at=DAY - timedelta(hours=1)),
+        Status.PENDING,
+        last_error="held: bad credentials: check TWILIO_AUTH_TOKEN",
+    )
+    with time_machine.travel(DAY, tick=False):
+        content = staff.get("/scheduled/").content.decode()
+    assert (
+        '<div class="small muted waiting scheduled" title="Scheduled for later: it goes out at 2026-03-10 14:00 UTC.">'
+        in content
+    )
+    assert "scheduled for 14:00 UTC</div>" in content
+    assert f'data-id="{held.pk}"' in content and "held: provider misconfigured</div>" in content
+    assert f'data-id="{later.pk}"' in content
+
+
+def test_list_query_count_does_not_grow_with_waiting_sms_to_leads(staff, django_assert_num_queries):
+    client_ = make_client()
+    sms(to="+14155550111", client=client_, lead=make_lead(client_))
+    email()
+    staff.get("/scheduled/")
+    with CaptureQueriesContext(connection) as few:
+        staff.get("/scheduled/")
+    for i in range(20):
+        other = make_client(f"Client {i}")
+        sms(to=f"+1415555{i:04d}", client=other, lead=make_lead(other, phone=f"+1415555{i:04d}"))
+        email(to=f"lead{i}@example.com")
+    with django_assert_num_queries(len(few.captured_queries)):
+        staff.get("/scheduled/")
+
+
+# --- cancel asks first ----------------------------------------------------------------------
+def test_cancel_on_the_list_is_a_link_to_a_confirmation_not_a_post(staff):
+    message = sms()
+    content = staff.get("/scheduled/?status=pending").content.decode()
+    assert f'href="/scheduled/{message.pk}/cancel/confirm/?next=/scheduled/%3Fstatus%3Dpending"' in content
+    assert f'action="/scheduled/{message.pk}/cancel/"' not in content
+    message.refresh_from_db()
+    assert message.status == Status.PENDING
+
+
+def test_confirmation_names_the_message_and_posts_the_cancel_with_next(staff):
+    message = sms(body="Your appointment is tomorrow at 9", client=make_client("Acme Plumbing"))
+    response = staff.get(f"/scheduled/{message.pk}/cancel/confirm/", {"next": "/scheduled/?status=pending"})
+    content = response.content.decode()
+    assert response.status_code == 200
+    assert f"This cancels <strong>SMS to +14155550123 (id {str(message.pk)[:8]})</strong> for Acme Plumbing" in content
+    assert "Your appointment is tomorrow at 9" in content
+    assert f'<form class="inline" method="post" action="/scheduled/{message.pk}/cancel/">' in content
+    assert '<input type="hidden" name="next" value="/scheduled/?status=pending">' in content
+    assert 'href="/scheduled/?status=pending" id="keep">No, keep it</a>' in content
+    message.refresh_from_db()
+    assert message.status == Status.PENDING  # asking changes nothing
+
+
+def test_confirmation_drops_an_off_site_next(staff):
+    message = sms()
+    content = staff.get(f"/scheduled/{message.pk}/cancel/confirm/", {"next": "https://evil.example/"}).content.decode()
+    assert "evil.example" not in content
+    assert f'href="/scheduled/{message.pk}/" id="keep"' in content
+
+
+def test_confirmation_for_a_message_that_can_no_longer_be_cancelled_says_why(staff):
+    message = in_state(sms(), Status.SENT)
+    content = staff.get(f"/scheduled/{message.pk}/cancel/confirm/").content.decode()
+    assert "can no longer be cancelled: it is sent." in content
+    assert "confirm-cancel" not in content
+
+
+def test_confirmation_of_an_unknown_message_is_404(staff):
+    assert staff.get("/scheduled/00000000-0000-0000-0000-000000000000/cancel/confirm/").status_code == 404
+
+
+# --- words ---------------------------------------------------------------------------------
+def test_channels_read_sms_and_email_never_sms_capitalised(staff):
+    message, mail = sms(), email()
+    pages = [
+        staff.get(path).content.decode()
+        for path in ("/scheduled/", f"/scheduled/{message.pk}/", f"/scheduled/{mail.pk}/")
+    ]
+    for content in pages:
+        assert "Sms" not in content and "EMAIL" not in content
+    assert '<option value="sms">SMS</option>' in pages[0] and '<option value="email">Email</option>' in pages[0]
+    assert '<td data-label="Channel">SMS</td>' in pages[0] and '<td data-label="Channel">Email</td>' in pages[0]
+    assert "<h1>SMS to" in pages[1] and "<h1>Email to" in pages[2]
+
+
+# --- long errors ---------------------------------------------------------------------------
+LONG_ERROR = "Twilio said: " + "x" * 1000 + " " + "y" * 987  # 2,000 characters, long unbroken words
+
+
+def test_list_truncates_a_long_error_and_the_message_page_shows_it_whole(staff):
+    message = in_state(sms(), Status.FAILED, last_error_code="30003", last_error=LONG_ERROR)
+    listing = staff.get("/scheduled/").content.decode()
+    assert LONG_ERROR not in listing and "Twilio said: xxxx" in listing
+    detail = staff.get(f"/scheduled/{message.pk}/").content.decode()
+    assert f'<span class="error-text" id="last-error">{LONG_ERROR}</span>' in detail
+
+
+def test_attempts_table_truncates_a_long_error_with_the_whole_text_one_click_away(staff):
+    message = sms()
+    DeliveryAttempt.objects.create(message=message, outcome=Outcome.PERMANENT, error_code="30003", error=LONG_ERROR)
+    content = staff.get(f"/scheduled/{message.pk}/").content.decode()
+    assert f"<details><summary>{LONG_ERROR[:119]}…</summary><pre>{LONG_ERROR}</pre></details>" in content
+
+
+# --- site -----------------------------------------------------------------------------------
+def test_root_leads_to_the_dashboard(staff):
+    response = staff.get("/")
+    assert response.status_code == 302 and response["Location"] == "/cron/"
+    assert staff.get("/", follow=True).redirect_chain[-1] == ("/cron/", 302)
+
+
+def test_favicon_is_served_and_linked_from_every_page(client, staff):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200 and response["Content-Type"] == "image/svg+xml"
+    assert b"<svg" in response.content
+    assert '<link rel="icon" href="/favicon.ico" type="image/svg+xml">' in staff.get("/scheduled/").content.decode()

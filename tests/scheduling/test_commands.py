@@ -47,7 +47,7 @@ def test_per_job_crontab_has_a_flock_wrapped_if_due_line_per_job():
 def test_cron_list_shows_schedule_in_words_and_next_run():
     out = StringIO()
     call_command("cron", "list", stdout=out)
-    assert "watchdog" in out.getvalue() and "Every fifth minute" in out.getvalue()
+    assert "watchdog" in out.getvalue() and "Every 5 minutes" in out.getvalue()
 
 
 def test_cron_status_exits_1_when_a_job_failed(sample_jobs_registered):

@@ -9,9 +9,17 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from scheduling import registry
-from scheduling.dashboard import countdown_text, format_duration
+from scheduling.dashboard import (
+    CHART_HEIGHT,
+    CHART_LEFT,
+    CHART_WIDTH,
+    countdown_text,
+    duration_chart,
+    format_duration,
+    run_result_text,
+)
 from scheduling.models import Job, JobRun, RunStatus, Trigger
-from scheduling.runner import run_job
+from scheduling.runner import RunResult, run_job
 from scheduling.services import sync_jobs
 from tests.users import JOB_OPERATOR, staff_user
 
@@ -67,7 +75,7 @@ def test_dashboard_lists_every_registered_job(staff, sample_jobs_registered):
 
 def test_dashboard_shows_schedule_in_words_and_timezone(staff):
     content = staff.get("/cron/").content.decode()
-    assert "Every fifth minute of every hour" in content
+    assert "Every 5 minutes" in content and "Every fifth minute" not in content
     assert "<code>*/5 * * * *</code> · UTC" in content
 
 
@@ -120,7 +128,9 @@ def test_run_now_records_an_admin_run_and_flashes_the_result(staff):
     response = staff.post("/cron/watchdog/run/", follow=True)
     run = JobRun.objects.get(job__name="watchdog")
     assert (run.trigger, run.status) == (Trigger.ADMIN, RunStatus.SUCCEEDED)
-    assert [str(m) for m in response.context["messages"]][0].startswith("watchdog: succeeded.")
+    flashed = [str(m) for m in response.context["messages"]][0]
+    assert flashed == f"watchdog: succeeded, {run.succeeded} of {run.processed} items ok (run #{run.pk})."
+    assert "succeeded: succeeded" not in flashed and flashed.count("succeeded") == 1
     assert response.redirect_chain[-1][0] == "/cron/"
 
 
@@ -128,7 +138,8 @@ def test_run_now_of_a_failing_job_flashes_the_error(staff, sample_jobs_registere
     response = staff.post("/cron/test-fail/run/", follow=True)
     flashed = list(response.context["messages"])
     assert flashed[0].tags == "error"
-    assert str(flashed[0]) == "test-fail: failed. RuntimeError: the provider account is suspended"
+    run = JobRun.objects.get(job__name="test-fail")
+    assert str(flashed[0]) == f"test-fail: failed. RuntimeError: the provider account is suspended (run #{run.pk})."
 
 
 def test_run_now_returns_to_the_history_page_it_was_pressed_on(staff):
@@ -146,11 +157,15 @@ def test_run_now_of_an_unknown_job_is_404(staff):
 
 
 # --- history ----------------------------------------------------------------------------
-def test_history_shows_the_error_and_traceback_of_a_failed_run(staff, sample_jobs_registered):
-    run_job("test-fail", Trigger.CRON)
+def test_history_shows_the_error_and_links_the_runs_page_with_its_traceback(staff, sample_jobs_registered):
+    result = run_job("test-fail", Trigger.CRON)
     content = staff.get("/cron/test-fail/").content.decode()
     assert "RuntimeError: the provider account is suspended" in content
-    assert "<details><summary>traceback</summary><pre>Traceback (most recent call last):" in content
+    assert "Traceback (most recent call last)" not in content  # the table stays short
+    assert f'href="/cron/test-fail/runs/{result.run_id}/">full error and traceback</a>' in content
+    run_page = staff.get(f"/cron/test-fail/runs/{result.run_id}/").content.decode()
+    assert "RuntimeError: the provider account is suspended" in run_page
+    assert '<pre id="traceback">Traceback (most recent call last):' in run_page
 
 
 def test_history_escapes_markup_in_errors(staff, sample_jobs_registered):
@@ -220,3 +235,109 @@ def test_durations_read_in_the_largest_sensible_unit(ms, text):
 )
 def test_countdown_reads_in_words(seconds, text):
     assert countdown_text(seconds) == text
+
+
+# --- the chart is drawn to time ---------------------------------------------------------------
+def _run(minutes: float, duration_ms: int = 100, status: str = RunStatus.SUCCEEDED) -> JobRun:
+    return JobRun(started_at=T0 + timedelta(minutes=minutes), duration_ms=duration_ms, status=status)
+
+
+def test_chart_x_is_proportional_to_start_time_newest_at_the_right():
+    # Newest first, as job_history passes them; a long gap between the second and third run.
+    runs = [_run(60), _run(10), _run(5), _run(0)]
+    chart = duration_chart(runs)
+    bars = chart["bars"]
+    width = bars[0].width
+    left, right = CHART_LEFT, CHART_WIDTH - width  # where the oldest and the newest bar start
+    assert [bar.x for bar in bars] == [
+        round(left, 1),
+        round(left + (right - left) * 5 / 60, 1),
+        round(left + (right - left) * 10 / 60, 1),
+        round(right, 1),
+    ]
+    assert bars[-1].x + bars[-1].width == pytest.approx(CHART_WIDTH, abs=0.1)  # the newest ends at the edge
+    assert (chart["first_at"], chart["last_at"]) == (T0, T0 + timedelta(minutes=60))
+
+
+def test_chart_of_evenly_spaced_runs_is_evenly_spaced_and_one_run_sits_at_the_right():
+    xs = [bar.x for bar in duration_chart([_run(m) for m in (20, 10, 0)])["bars"]]
+    assert xs[1] - xs[0] == pytest.approx(xs[2] - xs[1], abs=0.1)
+    (only,) = duration_chart([_run(0)])["bars"]
+    assert only.x + only.width == pytest.approx(CHART_WIDTH, abs=0.1)
+    assert duration_chart([])["bars"] == []
+
+
+def test_chart_heights_follow_durations():
+    bars = duration_chart([_run(10, duration_ms=50), _run(0, duration_ms=100)])["bars"]
+    assert bars[0].height == CHART_HEIGHT - 18 and bars[1].height == pytest.approx(bars[0].height / 2, abs=0.1)
+
+
+def test_history_page_labels_the_time_axis(staff, sample_jobs_registered):
+    sync_jobs()
+    add_runs("test-ok", 3)  # 10:02, 10:07, 10:12
+    content = staff.get("/cron/test-ok/").content.decode()
+    assert '<text x="56" y="157" class="first-at">11-28 10:02</text>' in content
+    assert 'class="last-at">11-28 10:12 UTC</text>' in content
+
+
+# --- long errors and the run page ----------------------------------------------------------
+LONG_ERROR = "ProviderError: " + "z" * 1985  # 2,000 characters, one unbroken word
+
+
+def test_dashboard_truncates_a_long_error_and_links_the_run_page_with_all_of_it(staff, sample_jobs_registered):
+    sync_jobs()
+    (run,) = add_runs("test-fail", 1, status=RunStatus.FAILED, error=LONG_ERROR)
+    content = staff.get("/cron/").content.decode()
+    assert LONG_ERROR not in content
+    assert f'{LONG_ERROR[:79]}… <a href="/cron/test-fail/runs/{run.pk}/">full error</a>' in content
+    history = staff.get("/cron/test-fail/").content.decode()
+    assert LONG_ERROR not in history and f"{LONG_ERROR[:159]}…" in history
+    page = staff.get(f"/cron/test-fail/runs/{run.pk}/").content.decode()
+    assert f'<pre class="error-text" id="error">{LONG_ERROR}</pre>' in page
+
+
+def test_run_page_shows_what_the_run_recorded(staff, sample_jobs_registered):
+    sync_jobs()
+    (run,) = add_runs(
+        "test-partial", 1, status=RunStatus.PARTIAL, processed=5, succeeded=4, failed=1, summary={"skipped": 2}
+    )
+    content = staff.get(f"/cron/test-partial/runs/{run.pk}/").content.decode()
+    assert "5 processed: 4 ok, 1 failed" in content and "skipped: 2" in content and "100 ms" in content
+
+
+def test_run_page_of_another_jobs_run_or_an_unknown_run_is_404(staff, sample_jobs_registered):
+    sync_jobs()
+    (run,) = add_runs("test-ok", 1)
+    assert staff.get(f"/cron/test-fail/runs/{run.pk}/").status_code == 404
+    assert staff.get("/cron/test-ok/runs/999999/").status_code == 404
+
+
+def test_run_page_needs_staff(client, sample_jobs_registered):
+    sync_jobs()
+    (run,) = add_runs("test-ok", 1)
+    response = client.get(f"/cron/test-ok/runs/{run.pk}/")
+    assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+
+
+# --- the flash after "Run now" says each thing once -----------------------------------------
+@pytest.mark.parametrize(
+    ("result", "text"),
+    [
+        (
+            RunResult("a", "succeeded", "succeeded: 3 of 3 items", run_id=7, data={"processed": 3, "succeeded": 3}),
+            "a: succeeded, 3 of 3 items ok (run #7).",
+        ),
+        (
+            RunResult("a", "partial", "partial: 2 of 3 items", run_id=8, data={"processed": 3, "succeeded": 2}),
+            "a: partial, 2 of 3 items ok (run #8).",
+        ),
+        (RunResult("a", "failed", "failed", run_id=9), "a: failed (run #9)."),
+        (
+            RunResult("a", "skipped", "already_running: run 4 is still running"),
+            "a: skipped. already_running: run 4 is still running.",
+        ),
+        (RunResult("a", "skipped", "disabled", run_id=10), "a: skipped. disabled (run #10)."),
+    ],
+)
+def test_run_result_text_never_repeats_the_status(result, text):
+    assert run_result_text(result) == text

@@ -70,8 +70,26 @@ def test_validate_rejects_bad_expression_or_zone(expr, tz):
         schedule.validate(expr, tz)
 
 
-def test_describe_puts_the_expression_in_words():
-    assert schedule.describe("30 8 * * 1") == "At 08:30 on Monday"
+@pytest.mark.parametrize(
+    ("expr", "words"),
+    [
+        ("*/30 * * * *", "Every 30 minutes"),
+        ("*/5 * * * *", "Every 5 minutes"),
+        ("* * * * *", "Every minute"),
+        ("17 3 * * *", "At 03:17"),
+        ("0 8 * * 1", "At 08:00, only on Monday"),
+        ("30 8 * * 1", "At 08:30, only on Monday"),
+        ("*/15 9-17 * * 1-5", "Every 15 minutes, between 09:00 and 17:59, Monday through Friday"),
+        ("0 9 1 * *", "At 09:00, on day 1 of the month"),
+    ],
+)
+def test_describe_says_the_schedule_as_people_say_it(expr, words):
+    assert schedule.describe(expr) == words
+
+
+@pytest.mark.parametrize("expr", ["61 * * * *", "not a schedule"])
+def test_describe_shows_an_invalid_expression_as_written(expr):
+    assert schedule.describe(expr) == expr
 
 
 @pytest.mark.parametrize(
