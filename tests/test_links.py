@@ -19,6 +19,7 @@ from scheduling.models import Job, JobRun, RunStatus, Trigger
 from scheduling.runner import run_job
 from scheduling.services import sync_jobs
 from tests.messaging.factories import email, make_client, make_lead, sms
+from tests.users import JOB_OPERATOR, MESSAGE_OPERATOR, grant
 
 pytestmark = pytest.mark.django_db
 
@@ -94,7 +95,7 @@ def everything(sample_jobs_registered):
 def test_no_link_on_the_staff_pages_leads_to_a_404_or_500(client, everything, superuser):
     # A 403 is the permission system's answer (a staff user without the model permission), not a dead link.
     user = get_user_model().objects.create_user("operator", password="pw", is_staff=True, is_superuser=superuser)
-    client.force_login(user)
+    client.force_login(grant(user, *MESSAGE_OPERATOR, *JOB_OPERATOR))
     first_message = ScheduledMessage.objects.order_by("created_at").first()
     first_run = JobRun.objects.order_by("pk").first()
     start = ["/", "/cron/", "/scheduled/", f"/scheduled/{first_message.pk}/", "/cron/test-ok/"]
