@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "scheduling",
     "messaging",
     "analytics",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -109,6 +110,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "notifications.context_processors.unread",
             ],
         },
     },

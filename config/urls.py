@@ -11,4 +11,5 @@ urlpatterns = [
     path("", include("scheduling.urls")),
     path("", include("scheduling.dashboard_urls")),
     path("", include("messaging.web.urls")),
+    path("", include("notifications.urls")),
 ]

@@ -13,8 +13,11 @@ from datetime import datetime
 
 from django.conf import settings
 from django.core.mail import send_mail
+from django.urls import reverse
 from django.utils import timezone
 
+from notifications.models import Event
+from notifications.services import notify
 from scheduling.models import Health, Job, JobRun, RunStatus
 
 logger = logging.getLogger("scheduling.alerts")
@@ -30,7 +33,9 @@ def _transition(job: Job, to_state: str, now: datetime) -> bool:
     return bool(changed)
 
 
-def _send(subject: str, body: str, job: Job) -> None:
+def _send(event: str, subject: str, body: str, job: Job) -> None:
+    """The team-wide email (CRON_ALERT_EMAILS), and each staff user who asked for `event`."""
+    notify(event, subject, body, job=job.name, link=reverse("cron-history", args=[job.name]))
     recipients = settings.CRON_ALERT_EMAILS
     logger.warning("cron_alert", extra={"job": job.name, "subject": subject, "recipients": len(recipients)})
     if not recipients:
@@ -46,6 +51,7 @@ def notify_run_finished(job: Job, run: JobRun) -> None:
     if run.status == RunStatus.FAILED:
         if job.consecutive_failures >= settings.CRON_ALERT_AFTER_FAILURES and _transition(job, Health.FAILING, now):
             _send(
+                Event.FAILURE,
                 f"[cron] {job.name} is failing",
                 f"Job {job.name} failed {job.consecutive_failures} time(s) in a row.\n"
                 f"Last run #{run.pk} at {run.started_at:%Y-%m-%d %H:%M:%S} UTC:\n{run.error}\n",
@@ -54,6 +60,7 @@ def notify_run_finished(job: Job, run: JobRun) -> None:
     elif run.status == RunStatus.PARTIAL:
         if job.is_failing() and _transition(job, Health.FAILING, now):
             _send(
+                Event.PARTIAL,
                 f"[cron] {job.name} is failing",
                 f"Job {job.name} finished partial {job.consecutive_partials} time(s) in a row "
                 f"(some items failed each time).\n"
@@ -66,11 +73,22 @@ def notify_run_finished(job: Job, run: JobRun) -> None:
         previous = job.alert_state
         if _transition(job, Health.OK, now):
             _send(
+                Event.RECOVERED,
                 f"[cron] {job.name} recovered",
                 f"Job {job.name} is healthy again (was {previous}).\n"
                 f"Run #{run.pk} at {run.started_at:%Y-%m-%d %H:%M:%S} UTC: {run.status}.\n",
                 job,
             )
+    if run.status == RunStatus.SUCCEEDED:
+        # Not an incident: only users who chose it hear of every good run (off by default),
+        # in the app or by email, never the team-wide list.
+        notify(
+            Event.SUCCESS,
+            f"[cron] {job.name} succeeded",
+            f"Run #{run.pk}: {run.succeeded} of {run.processed} items in {run.duration_ms} ms.",
+            job=job.name,
+            link=reverse("cron-run", args=[job.name, run.pk]),
+        )
 
 
 def notify_overloaded(job: Job, run: JobRun) -> None:
@@ -79,6 +97,7 @@ def notify_overloaded(job: Job, run: JobRun) -> None:
     if job.alert_state != Health.OK or not _transition(job, Health.OVERLOADED, now):
         return
     _send(
+        Event.OVERLOADED,
         f"[cron] {job.name} is not running: machine overloaded",
         f"Job {job.name} was refused {job.consecutive_overloads} time(s) in a row because the machine "
         f"is overloaded (CRON_MIN_FREE_MB / CRON_MAX_LOAD).\n"
@@ -92,6 +111,7 @@ def notify_overdue(job: Job, now: datetime) -> bool:
     if job.alert_state != Health.OK or not _transition(job, Health.OVERDUE, now):
         return False
     _send(
+        Event.MISSED,
         f"[cron] {job.name} is overdue",
         f"Job {job.name} ({job.cron}, {job.tz}) has not completed a run since "
         f"{job.last_success_at or 'it was created'}; expected by "
