@@ -20,10 +20,12 @@ from scheduling import registry, schedule
 from scheduling.models import Job, JobRun, RunStatus, Trigger
 from scheduling.runner import RunResult, run_job
 from scheduling.services import ensure_job, job_overview
+from scheduling.stats import job_stats, missed_slots
 
 logger = logging.getLogger("scheduling.dashboard")
 
 HISTORY_LENGTH = 50
+STATS_DAYS = 7  # the figures above a job's history, as GET /api/cron/jobs/<name>/stats/
 # Pages need a staff login, then: the dashboard and a job's history (its runs) view_job,
 # "Run now" run_job (Job.Meta.permissions); lacking one is a 403, not a login loop.
 VIEW_JOBS = "scheduling.view_job"
@@ -96,10 +98,11 @@ class Bar:
     label: str
 
 
-def duration_chart(runs: list[JobRun]) -> dict[str, Any]:
+def duration_chart(runs: list[JobRun], missed: list[datetime] | None = None) -> dict[str, Any]:
     """Bars for an inline SVG drawn to time: each bar's x is proportional to its run's
     started_at, the oldest run at the left edge and the newest at the right (so a gap in the
-    runs is a gap in the chart); heights scaled to the longest run."""
+    runs is a gap in the chart); heights scaled to the longest run; colour = the run's outcome.
+    `missed` slots (scheduled, no run) inside the drawn span are marks on the time axis."""
     chronological = sorted(runs, key=lambda run: (run.started_at, run.pk or 0))
     plot_width = CHART_WIDTH - CHART_LEFT
     plot_height = CHART_HEIGHT - CHART_BOTTOM
@@ -124,8 +127,17 @@ def duration_chart(runs: list[JobRun]) -> dict[str, Any]:
                 label=f"#{run.pk} {run.status}, {format_duration(run.duration_ms)}, {run.started_at:%Y-%m-%d %H:%M:%S}",
             )
         )
+    marks = []
+    if first is not None and span:
+        for slot in missed or []:
+            if first <= slot <= chronological[-1].started_at:
+                offset = usable * (slot - first).total_seconds() / span
+                marks.append(
+                    {"x": round(CHART_LEFT + offset + bar_width / 2, 1), "label": f"missed {slot:%Y-%m-%d %H:%M}"}
+                )
     return {
         "bars": bars,
+        "missed": marks,
         "width": CHART_WIDTH,
         "height": CHART_HEIGHT,
         "left": CHART_LEFT,
@@ -167,6 +179,8 @@ def job_history(name: str, now: datetime, limit: int = HISTORY_LENGTH) -> dict[s
     job = ensure_job(spec)
     runs = list(job.runs.order_by("-started_at", "-id")[:limit])
     next_run = job.next_run_at(now) if job.enabled else None
+    stats = job_stats(job, STATS_DAYS, now)
+    missed = missed_slots(job, runs[-1].started_at, now) if runs else []
     return {
         "job": job,
         "schedule_text": schedule.describe(job.cron),
@@ -175,7 +189,8 @@ def job_history(name: str, now: datetime, limit: int = HISTORY_LENGTH) -> dict[s
         "next_run_at": next_run,
         "next_run_in": countdown_text((next_run - now).total_seconds()) if next_run else "",
         "runs": [{"run": run, "duration": format_duration(run.duration_ms)} for run in runs],
-        "chart": duration_chart(runs),
+        "chart": duration_chart(runs, missed),
+        "stats": stats,
     }
 
 

@@ -7,6 +7,7 @@ import time_machine
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from scheduling import registry
 from scheduling.dashboard import (
@@ -278,6 +279,33 @@ def test_history_page_labels_the_time_axis(staff, sample_jobs_registered):
     content = staff.get("/cron/test-ok/").content.decode()
     assert '<text x="56" y="157" class="first-at">11-28 10:02</text>' in content
     assert 'class="last-at">11-28 10:12 UTC</text>' in content
+
+
+def test_chart_marks_missed_slots_on_the_time_axis_between_the_runs():
+    runs = [_run(60), _run(0)]
+    chart = duration_chart(runs, missed=[T0 + timedelta(minutes=30), T0 - timedelta(minutes=5)])
+    (mark,) = chart["missed"]  # the slot before the first drawn run is outside the chart
+    bar = chart["bars"][0]
+    middle = CHART_LEFT + (CHART_WIDTH - bar.width - CHART_LEFT) / 2 + bar.width / 2
+    assert mark["x"] == pytest.approx(middle, abs=0.1) and "missed" in mark["label"]
+
+
+def test_history_page_shows_the_stats_and_the_missed_slots(staff, sample_jobs_registered):
+    sync_jobs()
+    job = Job.objects.get(name="test-ok")  # */5 with 1 minute of grace
+    start = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=30)
+    start -= timedelta(minutes=start.minute % 5)
+    Job.objects.filter(pk=job.pk).update(created_at=start - timedelta(minutes=1))
+    for minutes, status, ms in ((0, "succeeded", 100), (5, "failed", 300), (20, "succeeded", 200)):
+        at = start + timedelta(minutes=minutes)
+        JobRun.objects.create(
+            job=job, trigger="cron", status=status, started_at=at, planned_at=at, duration_ms=ms, error="boom"
+        )
+    content = staff.get("/cron/test-ok/").content.decode()
+    assert "Last 7 days" in content and "p50 200 ms" in content and "max 300 ms" in content
+    assert "1 failed" in content and ">boom</span>" in content
+    assert content.count('<line class="missed"') == 2  # the 10 and 15 minute slots, between the runs
+    assert "Missed slots</dt><dd><span class=\"error-text\">" in content
 
 
 # --- long errors and the run page ----------------------------------------------------------
