@@ -305,7 +305,7 @@ def test_history_page_shows_the_stats_and_the_missed_slots(staff, sample_jobs_re
     assert "Last 7 days" in content and "p50 200 ms" in content and "max 300 ms" in content
     assert "1 failed" in content and ">boom</span>" in content
     assert content.count('<line class="missed"') == 2  # the 10 and 15 minute slots, between the runs
-    assert "Missed slots</dt><dd><span class=\"error-text\">" in content
+    assert 'Missed slots</dt><dd><span class="error-text">' in content
 
 
 # --- long errors and the run page ----------------------------------------------------------
