@@ -27,10 +27,13 @@ class JobAdmin(admin.ModelAdmin):
         "schedule",
         "timezone",
         "grace_seconds",
+        "jitter_seconds",
         "last_run_at",
         "last_status",
         "last_success_at",
         "consecutive_failures",
+        "consecutive_partials",
+        "consecutive_overloads",
         "alert_state",
         "alert_changed_at",
     )
@@ -41,6 +44,8 @@ class JobAdmin(admin.ModelAdmin):
         "last_status",
         "last_success_at",
         "consecutive_failures",
+        "consecutive_partials",
+        "consecutive_overloads",
         "alert_state",
         "alert_changed_at",
     )

@@ -1,7 +1,8 @@
 import pytest
 
 from scheduling import registry
-from scheduling.services import ensure_job
+from scheduling.models import Job
+from scheduling.services import ensure_job, sync_jobs
 
 pytestmark = pytest.mark.django_db
 
@@ -34,3 +35,12 @@ def test_bulk_delete_action_is_refused(admin_client):
     )
     assert type(job).objects.filter(pk=job.pk).exists()
     assert response.status_code in (200, 302)
+
+
+def test_job_change_page_shows_the_counters_health_is_judged_on(admin_client):
+    sync_jobs()
+    Job.objects.filter(name="watchdog").update(consecutive_partials=2, consecutive_overloads=4, jitter_seconds=15)
+    job = Job.objects.get(name="watchdog")
+    content = admin_client.get(f"/admin/scheduling/job/{job.pk}/change/").content.decode()
+    assert "Consecutive partials" in content and "Consecutive overloads" in content
+    assert 'name="jitter_seconds" value="15"' in content
