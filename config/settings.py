@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "messaging",
     "analytics",
     "notifications",
+    "schedules",
 ]
 
 MIDDLEWARE = [

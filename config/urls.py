@@ -12,4 +12,5 @@ urlpatterns = [
     path("", include("scheduling.dashboard_urls")),
     path("", include("messaging.web.urls")),
     path("", include("notifications.urls")),
+    path("", include("schedules.urls")),
 ]
