@@ -24,6 +24,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler
@@ -160,3 +161,27 @@ def unknown_field_errors(data: Mapping[str, Any], known: Iterable[str]) -> dict[
         else:
             errors[name] = [f"Unknown field {name!r}; the fields are: {', '.join(known)}."]
     return errors
+
+
+class RefusesUnknownFields:
+    """Serializer mixin: a field it does not take is a 400 naming it, with the closest known name
+    (DRF would drop it without a word), and a read-only field sent is "cannot be changed"."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return super().to_internal_value(data)  # type: ignore[misc]
+        fields = self.fields  # type: ignore[attr-defined]
+        writable = [name for name, field in fields.items() if not field.read_only]
+        errors: dict[str, list[str]] = {
+            name: ["This field cannot be changed."]
+            for name, field in fields.items()
+            if field.read_only and name in data
+        }
+        errors.update({name: e for name, e in unknown_field_errors(data, writable).items() if name not in errors})
+        try:
+            attrs = super().to_internal_value(data)  # type: ignore[misc]
+        except DRFValidationError as exc:
+            raise DRFValidationError({**errors, **exc.detail}) from exc
+        if errors:
+            raise DRFValidationError(errors)
+        return attrs

@@ -3,13 +3,13 @@ from typing import Any
 from django.utils import timezone
 from rest_framework import serializers
 
-from config.api_errors import unknown_field_errors
+from config.api_errors import RefusesUnknownFields
 from messaging.models import Client
 from schedules.models import ClientSchedule, ScheduleExecution
 from schedules.services import derive_cron, next_runs
 
 
-class ScheduleSerializer(serializers.ModelSerializer):
+class ScheduleSerializer(RefusesUnknownFields, serializers.ModelSerializer):
     client = serializers.PrimaryKeyRelatedField(queryset=Client.objects.all())
     time = serializers.TimeField(format="%H:%M", input_formats=["%H:%M", "%H:%M:%S"], required=False, allow_null=True)
 
@@ -34,17 +34,6 @@ class ScheduleSerializer(serializers.ModelSerializer):
         )
         read_only_fields = ("id", "last_occurrence_at", "next_occurrence_at")
         extra_kwargs = {"cron": {"required": False, "allow_blank": True}, "timezone": {"allow_blank": True}}
-
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        writable = [name for name, field in self.fields.items() if not field.read_only]
-        unknown = unknown_field_errors(data, writable) if hasattr(data, "keys") else {}
-        try:
-            values = super().to_internal_value(data)
-        except serializers.ValidationError as exc:
-            raise serializers.ValidationError({**unknown, **exc.detail}) from exc
-        if unknown:
-            raise serializers.ValidationError(unknown)
-        return values
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if self.instance is not None and "client" in attrs and attrs["client"] != self.instance.client:

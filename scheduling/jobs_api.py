@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api_errors import unknown_field_errors
+from config.api_errors import RefusesUnknownFields
 from config.api_paging import StrictLimitOffsetPagination
 from config.api_permissions import CHANGE, StaffModelPermissions
 from scheduling import auth, registry, schedule
@@ -41,10 +41,8 @@ class CronSecretOrModelPermission(StaffModelPermissions):
         return super().has_permission(request, view)
 
 
-class JobSerializer(serializers.ModelSerializer):
+class JobSerializer(RefusesUnknownFields, serializers.ModelSerializer):
     """A job's schedule as stored, as in effect (blank = the registry's default) and its next runs."""
-
-    editable = ("enabled", "schedule", "timezone", "grace_seconds", "jitter_seconds")
 
     class Meta:
         model = Job
@@ -56,19 +54,6 @@ class JobSerializer(serializers.ModelSerializer):
             "grace_seconds": {"allow_null": True, "max_value": 7 * 24 * 3600},
             "jitter_seconds": {"max_value": 3600},
         }
-
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        unknown = unknown_field_errors(data, self.editable) if hasattr(data, "keys") else {}
-        readonly = {name: ["This field cannot be changed."] for name in ("name", "description") if name in data}
-        for name in readonly:
-            unknown.pop(name, None)
-        try:
-            values = super().to_internal_value(data)
-        except ValidationError as exc:
-            raise ValidationError({**unknown, **readonly, **exc.detail}) from exc
-        if unknown or readonly:
-            raise ValidationError({**unknown, **readonly})
-        return values
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         job: Job = self.instance

@@ -1,13 +1,12 @@
 """Shapes of the enqueue API: what a caller may send, and how a queued message looks."""
 
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
 from rest_framework import serializers
 
-from config.api_errors import unknown_field_errors
+from config.api_errors import RefusesUnknownFields
 from messaging.models import Channel, Client, DeliveryAttempt, Lead, ScheduledMessage
 from messaging.services import RECIPIENT_MAX_CHARS, SUBJECT_MAX_CHARS, content_errors, send_at_error
 
@@ -36,7 +35,7 @@ class AwareDateTimeField(serializers.DateTimeField):
         return parsed
 
 
-class EnqueueSerializer(serializers.Serializer):
+class EnqueueSerializer(RefusesUnknownFields, serializers.Serializer):
     """Checks the shape of a request; recipients are checked (and normalised) by the service."""
 
     channel = serializers.ChoiceField(
@@ -56,16 +55,6 @@ class EnqueueSerializer(serializers.Serializer):
     )
     # 251: the API stores it as "api:<key>" in a 255-character column.
     idempotency_key = serializers.CharField(max_length=251, required=False, allow_blank=True, allow_null=True)
-
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        unknown = unknown_field_errors(data, self.fields) if isinstance(data, Mapping) else {}
-        try:
-            attrs = super().to_internal_value(data)
-        except serializers.ValidationError as exc:
-            raise serializers.ValidationError({**unknown, **exc.detail}) from exc
-        if unknown:
-            raise serializers.ValidationError(unknown)
-        return attrs
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         # The service's own rules, checked here too so that every wrong field is named at once.
