@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "scheduling",
     "messaging",
     "analytics",
+    "campaigns",
 ]
 
 MIDDLEWARE = [
