@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q, TextField, Value
 from django.db.models.functions import Concat
@@ -42,7 +43,6 @@ from messaging.quiet_hours import next_allowed_time
 
 logger = logging.getLogger("campaigns.tick")
 
-BATCH_SIZE = 200
 PER_MINUTE_SPAN = timedelta(seconds=60)
 IN_FLIGHT = (Status.PENDING, Status.SENDING)
 
@@ -121,9 +121,10 @@ def campaigns_to_visit(now: datetime) -> list[int]:
 
 
 def process_campaigns(
-    now: datetime, *, should_stop: Callable[[], bool] = lambda: False, batch_size: int = BATCH_SIZE
+    now: datetime, *, should_stop: Callable[[], bool] = lambda: False, batch_size: int | None = None
 ) -> TickResult:
     """One tick: launch within every campaign's caps and window; mark finished campaigns."""
+    batch_size = batch_size or settings.CAMPAIGNS_TICK_BATCH_SIZE
     result = TickResult()
     result.synced = sync_recipients(now)
     ids = campaigns_to_visit(now)
