@@ -6,4 +6,5 @@ urlpatterns = [
     path("", include("scheduling.urls")),
     path("", include("scheduling.dashboard_urls")),
     path("", include("messaging.web.urls")),
+    path("", include("campaigns.urls")),
 ]
