@@ -9,7 +9,7 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from campaigns.models import Campaign, CampaignRecipient
 from campaigns.selectors import recipient_counts
@@ -112,7 +112,7 @@ class CampaignAdmin(admin.ModelAdmin):
             reverse("admin:campaigns_campaign_import_csv", args=[campaign.pk]),
         )
         shown = [p for p in range(1, pages + 1) if p <= 10 or p == pages]
-        return links + format_html(" ".join(f'<a href="?recipients_page={p}">{p}</a>' for p in shown))
+        return links + format_html_join(" ", '<a href="?recipients_page={}">{}</a>', ((p, p) for p in shown))
 
     def get_urls(self) -> list:
         custom = [

@@ -224,6 +224,13 @@ def launch_recipients(launched: dict[int, object], now: datetime) -> int:
     allowed_sources(RECIPIENT_TRANSITIONS, RecipientState.LAUNCHED, [RecipientState.PENDING])
     if not launched:
         return 0
+    if connection.vendor != "postgresql":  # SQLite (the demo): one UPDATE each
+        return sum(
+            CampaignRecipient.objects.filter(pk=pk, state=RecipientState.PENDING).update(
+                state=RecipientState.LAUNCHED, message_id=message_id, launched_at=now
+            )
+            for pk, message_id in launched.items()
+        )
     table = CampaignRecipient._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
