@@ -35,6 +35,7 @@ def launch_messages(launches: list[Launch], now: datetime) -> Launched:
     """Queue a message per launch, idempotent by key: a key already queued (a tick that ran
     twice) names the message queued the first time. Only the client's and lead's ids are
     needed to queue, so neither row is read."""
+    clients: dict[int, Client] = {}  # one stand-in per client, not one per message
     specs = [
         MessageSpec(
             channel=launch.channel,
@@ -42,7 +43,7 @@ def launch_messages(launches: list[Launch], now: datetime) -> Launched:
             body=launch.body,
             subject=launch.subject,
             send_at=launch.send_at,
-            client=Client(pk=launch.client_id),
+            client=clients.setdefault(launch.client_id, Client(pk=launch.client_id)),
             lead=Lead(pk=launch.lead_id) if launch.lead_id else None,
             idempotency_key=launch.key,
         )
