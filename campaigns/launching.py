@@ -35,7 +35,8 @@ def launch_messages(launches: list[Launch], now: datetime) -> Launched:
     """Queue a message per launch, idempotent by key: a key already queued (a tick that ran
     twice) names the message queued the first time. Only the client's and lead's ids are
     needed to queue, so neither row is read."""
-    clients: dict[int, Client] = {}  # one stand-in per client, not one per message
+    # One stand-in per client, not one per message (only the primary key is used).
+    clients = {client_id: Client(pk=client_id) for client_id in {launch.client_id for launch in launches}}
     specs = [
         MessageSpec(
             channel=launch.channel,
@@ -43,7 +44,7 @@ def launch_messages(launches: list[Launch], now: datetime) -> Launched:
             body=launch.body,
             subject=launch.subject,
             send_at=launch.send_at,
-            client=clients.setdefault(launch.client_id, Client(pk=launch.client_id)),
+            client=clients[launch.client_id],
             lead=Lead(pk=launch.lead_id) if launch.lead_id else None,
             idempotency_key=launch.key,
         )
