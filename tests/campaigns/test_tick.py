@@ -8,6 +8,8 @@ import pytest
 from campaigns.models import Campaign, CampaignRecipient, CampaignStatus, RecipientState
 from campaigns.tick import process_campaigns
 from messaging.models import EmailSuppression, OptOut, ScheduledMessage, Status
+from scheduling.models import JobRun
+from scheduling.runner import run_job
 from tests.campaigns.factories import NOON, add_recipients, campaign_messages, finish_messages, make_campaign
 from tests.conftest import ROOT
 from tests.messaging.factories import make_client
@@ -271,3 +273,39 @@ def test_the_same_tests_pass_on_sqlite(tmp_path):
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert " passed, 2 skipped" in done.stdout  # the SQLite run itself and the query count
+
+
+def test_run_with_one_broken_campaign_is_partial_and_names_it(client):
+    broken = make_campaign(client, body="Hi {% if %}")
+    add_recipients(broken, 1)
+    add_recipients(make_campaign(client), 2)
+    result = run_job("process-campaigns", "manual")
+    assert result.status == "partial"
+    run = JobRun.objects.get(pk=result.run_id)
+    assert (run.succeeded, run.failed) == (1, 1)
+    assert f"campaign {broken.pk}" in run.error and "does not compile" in run.error
+    assert run.summary["launched"] == 2
+
+
+def test_a_database_error_in_one_campaign_is_retried_alone_and_the_others_launch(client, monkeypatch):
+    # Our own launch function fails for one campaign's messages (as a database error would):
+    # its whole batch rolls back, then each campaign is tried in a transaction of its own.
+    import campaigns.tick as tick
+
+    broken = make_campaign(client, name="broken")
+    add_recipients(broken, 2)
+    others = [make_campaign(client, name=f"ok{i}") for i in range(3)]
+    for campaign in others:
+        add_recipients(campaign, 2)
+    real = tick.launch_messages
+
+    def launch(launches, now):
+        if any(launch.key.startswith(f"campaign:{broken.pk}:") for launch in launches):
+            raise RuntimeError("deadlock detected")
+        return real(launches, now)
+
+    monkeypatch.setattr(tick, "launch_messages", launch)
+    result = process_campaigns(NOON)
+    assert result.errors == [(broken.pk, "RuntimeError: deadlock detected")]
+    assert result.launched == 6 and campaign_messages(broken).count() == 0
+    assert states(broken) == {"pending": 2}
