@@ -227,8 +227,10 @@ def _tick_batch(batch: list[int], now: datetime) -> TickResult:
             is_open = window_open(campaign, now) and (campaign.start_at is None or campaign.start_at <= now)
             result.outside_window += not is_open
             rooms[campaign.pk] = _room(campaign, counts.get(campaign.pk, _Counts())) if is_open else 0
-        # One more than the room: whether anything is left pending is then known for each.
-        pending = _pending({pk: room + 1 for pk, room in rooms.items()})
+        # One more than the room, so that whether anything is left pending is known; a campaign
+        # with no room and something in flight cannot launch or complete: nothing to read.
+        takes = {pk: room + 1 for pk, room in rooms.items() if room or not counts.get(pk, _Counts()).launched}
+        pending = _pending(takes) if takes else {}
         plan = _plan(campaigns, rooms, pending, now)
         queued = launch_messages(plan.launches, now)
         for recipient_id, reason in queued.errors.items():
@@ -252,12 +254,13 @@ def _record_visit(campaigns, counts, pending, launched, plan, now, result) -> No
     Campaign.objects.filter(pk__in=ids).update(last_ticked_at=now)
     launched_in = {c.pk for c in campaigns if any(r.pk in launched for r in pending.get(c.pk, ()))}
     move_campaign(launched_in, CampaignStatus.RUNNING, expect=[CampaignStatus.QUEUED], started_at=now)
+    settled = _settled(plan)
     finished = [
         c.pk
         for c in campaigns
         if c.pk not in plan.errors
         and not counts.get(c.pk, _Counts()).launched
-        and all(r.pk in _settled(plan) for r in pending.get(c.pk, ()))
+        and all(r.pk in settled for r in pending.get(c.pk, ()))
         and c.pk not in launched_in
     ]
     result.completed = move_campaign(finished, CampaignStatus.COMPLETED, expect=ACTIVE, completed_at=now)
