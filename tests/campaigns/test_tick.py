@@ -1,6 +1,3 @@
-import os
-import subprocess
-import sys
 from datetime import time, timedelta
 
 import pytest
@@ -11,8 +8,8 @@ from messaging.models import EmailSuppression, OptOut, ScheduledMessage, Status
 from scheduling.models import JobRun
 from scheduling.runner import run_job
 from tests.campaigns.factories import NOON, add_recipients, campaign_messages, finish_messages, make_campaign
-from tests.conftest import ROOT
 from tests.messaging.factories import make_client
+from tests.sqlite_rerun import postgresql_only, rerun_on_sqlite
 
 pytestmark = pytest.mark.django_db
 
@@ -249,7 +246,7 @@ def test_cancelled_message_skips_its_recipient(client):
     assert fresh(campaign).status == CampaignStatus.COMPLETED
 
 
-@pytest.mark.skipif(os.environ.get("CAMPAIGNS_ON_SQLITE") == "1", reason="SQLite takes one query per campaign")
+@postgresql_only  # SQLite reads pending recipients with one query per campaign
 def test_queries_do_not_grow_with_campaigns(client, django_assert_max_num_queries):
     for i in range(30):
         add_recipients(make_campaign(client, name=f"c{i}", max_in_flight=2), 3)
@@ -258,21 +255,10 @@ def test_queries_do_not_grow_with_campaigns(client, django_assert_max_num_querie
     assert result.launched == 60
 
 
-@pytest.mark.skipif(os.environ.get("CAMPAIGNS_ON_SQLITE") == "1", reason="this is the SQLite run")
+@postgresql_only
 def test_the_same_tests_pass_on_sqlite(tmp_path):
     """The tick on the demo's database (its PostgreSQL-only queries have portable fallbacks)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'campaigns.sqlite3'}", CAMPAIGNS_ON_SQLITE="1")
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:randomly"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert " passed, 2 skipped" in done.stdout  # the SQLite run itself and the query count
+    assert " passed, 2 skipped" in rerun_on_sqlite(__file__, tmp_path)  # this test and the query count
 
 
 def test_run_with_one_broken_campaign_is_partial_and_names_it(client):
