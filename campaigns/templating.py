@@ -7,7 +7,7 @@ turn "O'Brien" into "O&#x27;Brien". The context holds only the recipient's own f
 
 from django.template import Context, Engine, Template
 
-from campaigns.models import CampaignRecipient
+from campaigns.models import CampaignRecipient, PendingRecipient
 
 ENGINE = Engine(autoescape=False)
 
@@ -17,5 +17,5 @@ def compile_template(text: str) -> Template:
     return ENGINE.from_string(text)
 
 
-def render_for(template: Template, recipient: CampaignRecipient) -> str:
+def render_for(template: Template, recipient: CampaignRecipient | PendingRecipient) -> str:
     return template.render(Context(recipient.template_context(), autoescape=False)).strip()

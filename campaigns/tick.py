@@ -12,6 +12,7 @@ queries grows with the number of batches, not of campaigns. A batch that fails i
 database is retried one campaign per transaction, so one campaign's error is its own.
 """
 
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from campaigns.models import (
     Campaign,
     CampaignRecipient,
     CampaignStatus,
+    PendingRecipient,
     RecipientState,
     launch_recipients,
     move_campaign,
@@ -179,25 +181,33 @@ def _counts(campaign_ids: list[int], now: datetime) -> dict[int, _Counts]:
     return {row["campaign_id"]: _Counts(row["in_flight"], row["launched"], row["recent"]) for row in rows}
 
 
-def _pending(takes: dict[int, int]) -> dict[int, list[CampaignRecipient]]:
+PENDING_COLUMNS = ("id", "campaign_id", "lead_id", "to", "first_name", "last_name", "fields")
+
+
+def _pending(takes: dict[int, int]) -> dict[int, list[PendingRecipient]]:
     """Up to `take` pending recipients of each campaign, in id order: on PostgreSQL one LATERAL
     query over the partial `recipient_pending` index; elsewhere (SQLite, the demo) one each."""
-    pending: dict[int, list[CampaignRecipient]] = defaultdict(list)
+    pending: dict[int, list[PendingRecipient]] = defaultdict(list)
     if connection.vendor != "postgresql":
         for campaign_id, take in takes.items():
             rows = CampaignRecipient.objects.filter(campaign_id=campaign_id, state=RecipientState.PENDING)
-            pending[campaign_id] = list(rows.order_by("pk")[:take])
+            rows = rows.order_by("pk").values_list(*PENDING_COLUMNS)[:take]
+            pending[campaign_id] = [PendingRecipient(*row) for row in rows]
         return pending
     table = CampaignRecipient._meta.db_table
-    rows = CampaignRecipient.objects.raw(
-        f"""SELECT r.* FROM unnest(%s::bigint[], %s::int[]) AS c(id, take)
-            CROSS JOIN LATERAL (
-                SELECT * FROM {table} WHERE campaign_id = c.id AND state = 'pending' ORDER BY id LIMIT c.take
-            ) r""",
-        [list(takes), list(takes.values())],
-    )
-    for recipient in rows:
-        pending[recipient.campaign_id].append(recipient)
+    columns = ", ".join(f'r."{column}"' for column in PENDING_COLUMNS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""SELECT {columns} FROM unnest(%s::bigint[], %s::int[]) AS c(id, take)
+                CROSS JOIN LATERAL (
+                    SELECT * FROM {table} WHERE campaign_id = c.id AND state = 'pending' ORDER BY id LIMIT c.take
+                ) r""",
+            [list(takes), list(takes.values())],
+        )
+        # Django reads jsonb as text and decodes it in JSONField.from_db_value; so does this.
+        for pk, campaign_id, lead_id, to, first, last, fields in cursor.fetchall():
+            decoded = json.loads(fields) if isinstance(fields, str) else fields
+            pending[campaign_id].append(PendingRecipient(pk, campaign_id, lead_id, to, first, last, decoded))
     return pending
 
 
@@ -279,7 +289,7 @@ def _settled(plan: _Plan) -> set[int]:
 
 
 def _plan(
-    campaigns: list[Campaign], rooms: dict[int, int], pending: dict[int, list[CampaignRecipient]], now: datetime
+    campaigns: list[Campaign], rooms: dict[int, int], pending: dict[int, list[PendingRecipient]], now: datetime
 ) -> _Plan:
     """What each campaign launches, skips and fails; Python only, one campaign's error its own."""
     plan = _Plan()
@@ -313,7 +323,7 @@ def _templates(campaign: Campaign) -> tuple[Template, Template | None]:
 def launch_or_fail(
     plan: _Plan,
     campaign: Campaign,
-    recipient: CampaignRecipient,
+    recipient: PendingRecipient,
     templates: tuple[Template, Template | None],
     now: datetime,
 ) -> None:
