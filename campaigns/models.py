@@ -143,7 +143,9 @@ def move_campaign(
 
 
 class CampaignRecipient(models.Model):
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="recipients")
+    # No index of its own: the (campaign, to) unique index serves lookups by campaign, and a
+    # launch updates every index of the row (10,000 rows a tick at scale).
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="recipients", db_index=False)
     lead = models.ForeignKey(Lead, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # The address the campaign's channel sends to (E.164 or a lower-cased email), and the fields
     # a template may use, copied when the recipient is added: a template sees only these.

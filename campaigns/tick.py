@@ -198,11 +198,17 @@ def _pending(takes: dict[int, int]) -> dict[int, list[PendingRecipient]]:
     columns = ", ".join(f'r."{column}"' for column in PENDING_COLUMNS)
     with connection.cursor() as cursor:
         cursor.execute(
+            # The inner LIMIT is a constant (the largest take) so the planner knows it is small
+            # and walks the partial index in id order; with `LIMIT c.take` it guessed 100 rows
+            # and sorted each campaign's every recipient instead (20x slower at 1,000 each).
             f"""SELECT {columns} FROM unnest(%s::bigint[], %s::int[]) AS c(id, take)
                 CROSS JOIN LATERAL (
-                    SELECT * FROM {table} WHERE campaign_id = c.id AND state = 'pending' ORDER BY id LIMIT c.take
-                ) r""",
-            [list(takes), list(takes.values())],
+                    SELECT x.*, row_number() OVER (ORDER BY x.id) AS n FROM (
+                        SELECT * FROM {table} WHERE campaign_id = c.id AND state = 'pending' ORDER BY id LIMIT %s
+                    ) x
+                ) r
+                WHERE r.n <= c.take""",
+            [list(takes), list(takes.values()), max(takes.values())],
         )
         # Django reads jsonb as text and decodes it in JSONField.from_db_value; so does this.
         for pk, campaign_id, lead_id, to, first, last, fields in cursor.fetchall():
