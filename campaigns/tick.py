@@ -14,6 +14,7 @@ database is retried one campaign per transaction, so one campaign's error is its
 
 import json
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -265,7 +266,17 @@ def _tick_batch(batch: list[int], now: datetime) -> TickResult:
     return result
 
 
-def _record_visit(campaigns, counts, pending, launched, plan, now, result) -> None:  # noqa: ANN001
+def _record_visit(
+    campaigns: list[Campaign],
+    counts: dict[int, _Counts],
+    pending: dict[int, list[PendingRecipient]],
+    launched: dict[int, uuid.UUID],
+    plan: "_Plan",
+    now: datetime,
+    result: TickResult,
+) -> None:
+    """Visited, queued -> running for those that launched, completed for those with nothing left
+    pending or in flight, and each campaign's last_error."""
     ids = [c.pk for c in campaigns]
     Campaign.objects.filter(pk__in=ids).update(last_ticked_at=now)
     launched_in = {c.pk for c in campaigns if any(r.pk in launched for r in pending.get(c.pk, ()))}
@@ -280,12 +291,10 @@ def _record_visit(campaigns, counts, pending, launched, plan, now, result) -> No
         and c.pk not in launched_in
     ]
     result.completed = move_campaign(finished, CampaignStatus.COMPLETED, expect=ACTIVE, completed_at=now)
-    for campaign_id, error in plan.errors.items():
+    for campaign_id, error in plan.errors.items():  # rare: one UPDATE each
         result.errors.append((campaign_id, error))
-    errored = list(plan.errors)
-    for campaign_id, error in plan.errors.items():
         Campaign.objects.filter(pk=campaign_id).update(last_error=error)
-    Campaign.objects.filter(pk__in=ids).exclude(pk__in=errored).exclude(last_error="").update(last_error="")
+    Campaign.objects.filter(pk__in=ids).exclude(pk__in=list(plan.errors)).exclude(last_error="").update(last_error="")
     result.visited = len(campaigns)
 
 
