@@ -295,3 +295,11 @@ def test_a_database_error_in_one_campaign_is_retried_alone_and_the_others_launch
     assert result.errors == [(broken.pk, "RuntimeError: deadlock detected")]
     assert result.launched == 6 and campaign_messages(broken).count() == 0
     assert states(broken) == {"pending": 2}
+
+
+def test_window_across_midnight_in_the_clients_zone(client):
+    # 22:00-02:00 New York: 03:30 UTC is 22:30 there (open); NOON (10:00 there) is closed.
+    campaign = make_campaign(client, window_start=time(22), window_end=time(2))
+    add_recipients(campaign, 2)
+    assert process_campaigns(NOON).launched == 0
+    assert process_campaigns(NOON.replace(hour=3, minute=30) + timedelta(days=1)).launched == 2
