@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "analytics",
     "notifications",
     "schedules",
+    "campaigns",
 ]
 
 MIDDLEWARE = [
@@ -218,6 +219,12 @@ DELIVERY_REPORT_RETENTION_HOURS = env.int("DELIVERY_REPORT_RETENTION_HOURS", def
 QUIET_HOURS = env.str("QUIET_HOURS", default="08:00-21:00")
 # How far ahead a message may be queued: a send_at years out is almost always a typo'd year.
 ENQUEUE_HORIZON_DAYS = env.int("ENQUEUE_HORIZON_DAYS", default=365)
+# Campaigns the process-campaigns tick locks and launches per transaction.
+CAMPAIGNS_TICK_BATCH_SIZE = env.int("CAMPAIGNS_TICK_BATCH_SIZE", default=200)
+if CAMPAIGNS_TICK_BATCH_SIZE < 1:
+    raise ImproperlyConfigured(
+        f"CAMPAIGNS_TICK_BATCH_SIZE={CAMPAIGNS_TICK_BATCH_SIZE} must be 1 or more: fix it in .env."
+    )
 if ENQUEUE_HORIZON_DAYS < 1:
     raise ImproperlyConfigured(f"ENQUEUE_HORIZON_DAYS={ENQUEUE_HORIZON_DAYS} must be 1 or more: fix it in .env.")
 ANALYTICS_BACKFILL_DAYS = env.int("ANALYTICS_BACKFILL_DAYS", default=7)

@@ -13,4 +13,5 @@ urlpatterns = [
     path("", include("messaging.web.urls")),
     path("", include("notifications.urls")),
     path("", include("schedules.urls")),
+    path("", include("campaigns.urls")),
 ]

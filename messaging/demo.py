@@ -122,6 +122,8 @@ class DemoSummary:
 
 def demo_counts() -> dict[str, int]:
     """Rows that belong to the demo clients, by kind."""
+    from campaigns.models import Campaign
+
     clients = Client.objects.filter(name__in=DEMO_NAMES)
     scheduled = ScheduledMessage.objects.filter(client__in=clients)
     return {
@@ -132,6 +134,7 @@ def demo_counts() -> dict[str, int]:
         "calls": Call.objects.filter(client__in=clients).count(),
         "scheduled messages": scheduled.count(),
         "delivery attempts": DeliveryAttempt.objects.filter(message__in=scheduled).count(),
+        "campaigns": Campaign.objects.filter(client__in=clients).count(),
     }
 
 
@@ -141,7 +144,14 @@ def seed_demo_data(seed: int = 42, now: datetime | None = None) -> DemoSummary:
         return DemoSummary(created=False, counts=demo_counts())
     base = (now or timezone.now()).replace(minute=0, second=0, microsecond=0)
     with transaction.atomic():
-        _Seeder(random.Random(seed), base).run()
+        rng = random.Random(seed)
+        _Seeder(rng, base).run()
+        # Imported here: campaigns builds on messaging, not the other way round; only the demo
+        # reaches across, to show every page with data.
+        from campaigns.demo import seed_demo_campaigns
+
+        clients = list(Client.objects.filter(name__in=DEMO_NAMES).order_by("pk"))
+        seed_demo_campaigns(clients, base, lambda: uuid.UUID(int=rng.getrandbits(128), version=4))
     return DemoSummary(created=True, counts=demo_counts())
 
 

@@ -7,6 +7,7 @@ MESSAGE_OPERATOR = (
     "messaging.add_scheduledmessage",
     "messaging.change_scheduledmessage",
 )
+CAMPAIGN_OPERATOR = ("campaigns.view_campaign", "campaigns.add_campaign", "campaigns.change_campaign")
 JOB_OPERATOR = ("scheduling.view_job", "scheduling.change_job", "scheduling.run_job")
 
 

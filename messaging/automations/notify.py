@@ -1,7 +1,8 @@
 """Telling a client's owner something happened (a missed call, a stalled conversation, a follow-up due).
 
 The owner chose SMS or email (`client.notify_by`); everything goes through `schedule_message()`
-with the caller's idempotency key, so a job that runs twice notifies once.
+(or `schedule_messages()` for many owners at once) with the caller's idempotency key, so a job
+that runs twice notifies once.
 
 An owner who cannot be reached (no contact, or none that is valid) is recorded on the client
 (`Client.mark_owner_unreachable`): the first notification that finds it out raises
@@ -15,6 +16,7 @@ from datetime import datetime
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
+from messaging.bulk import MessageSpec
 from messaging.models import Channel, Client, NotifyBy, ScheduledMessage
 from messaging.phones import normalize_phone
 from messaging.services import schedule_message
@@ -75,6 +77,23 @@ def check_owner_reachable(client: Client, now: datetime) -> tuple[str, str]:
     return contact
 
 
+def owner_message_spec(client: Client, *, subject: str, body: str, idempotency_key: str, now: datetime) -> MessageSpec:
+    """The notification to the client's owner as a spec, for schedule_messages() (many
+    owners at once) or notify_owner() (one). Raises OwnerUnreachable (recorded on the client,
+    see check_owner_reachable). No lead is attached: the recipient is the owner, so a lead's
+    quiet hours must not hold it back."""
+    channel, address = check_owner_reachable(client, now)
+    return MessageSpec(
+        channel=channel,
+        to=address,
+        subject=subject if channel == Channel.EMAIL else "",
+        body=body,
+        send_at=now,
+        client=client,
+        idempotency_key=idempotency_key,
+    )
+
+
 def notify_owner(
     client: Client,
     *,
@@ -86,17 +105,7 @@ def notify_owner(
 ) -> tuple[ScheduledMessage, bool]:
     """Queue a notification to the client's owner; (message, created) as schedule_message returns.
 
-    Raises OwnerUnreachable (recorded on the client, see check_owner_reachable). No lead is
-    attached: the recipient is the owner, so a lead's quiet hours must not hold it back.
+    Raises OwnerUnreachable (recorded on the client, see check_owner_reachable).
     """
-    channel, address = check_owner_reachable(client, now)
-    return schedule_message(
-        channel=channel,
-        to=address,
-        subject=subject if channel == Channel.EMAIL else "",
-        body=body,
-        send_at=now,
-        client=client,
-        idempotency_key=idempotency_key,
-        source=source,
-    )
+    spec = owner_message_spec(client, subject=subject, body=body, idempotency_key=idempotency_key, now=now)
+    return schedule_message(source=source, **spec.as_kwargs())
