@@ -2,6 +2,8 @@
 monthly allowance, once per threshold per month of the client's calendar."""
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime
 from logging import Logger, LoggerAdapter
 
@@ -12,8 +14,9 @@ from django.utils import timezone
 from analytics import metrics
 from analytics.models import UsageAlert
 from analytics.zones import local_midnight, local_today, resolve_zones
-from messaging.automations.notify import notify_owner
-from messaging.models import Client
+from messaging.automations.notify import owner_message_spec
+from messaging.bulk import MessageSpec, describe_errors, schedule_messages
+from messaging.models import Client, ScheduledMessage
 from scheduling.context import JobContext
 
 logger = logging.getLogger("analytics.usage_alerts")
@@ -30,47 +33,88 @@ def thresholds_reached(sms_count: int, allowance: int) -> list[int]:
     return [t for t in THRESHOLDS if sms_count * 100 >= t * allowance]
 
 
-def _send_alert(client: Client, month: date, threshold: int, sms_count: int, log: Logger | LoggerAdapter) -> UsageAlert:
-    """Notify the owner (email or SMS, as the client chose) and remember the threshold.
+@dataclass(frozen=True)
+class DueAlert:
+    client: Client
+    month: date
+    threshold: int  # the highest threshold newly reached: the one the owner is told about
+    sms_count: int
 
-    The lower thresholds reached in the same step are remembered with it, so an owner who
-    jumps from 70% to 100% between two runs gets one message, not two. An owner who cannot
-    be reached (no contact yet) is not marked as told: the alert goes out once they can be.
-    OwnerUnreachable then propagates and the client counts as failed for this run."""
+    @property
+    def key(self) -> str:
+        return alert_key(self.client.pk, self.month, self.threshold)
+
+    def __str__(self) -> str:
+        return f"usage alert for client {self.client.pk}"
+
+
+def _alert_spec(alert: DueAlert, now: datetime) -> MessageSpec:
+    """The owner's message (email or SMS, as the client chose). Raises OwnerUnreachable when
+    the owner has no contact yet: the alert is then not marked as told, and goes out once
+    they can be reached."""
+    client = alert.client
     context = {
         "client": client,
-        "month": month,
-        "threshold": threshold,
-        "sms_count": sms_count,
+        "month": alert.month,
+        "threshold": alert.threshold,
+        "sms_count": alert.sms_count,
         "allowance": client.monthly_sms_allowance,
     }
-    with transaction.atomic():
-        message, _ = notify_owner(
-            client,
-            subject=f"{client.name}: {threshold}% of your monthly SMS allowance used",
-            body=render_to_string("emails/usage_alert.txt", context),
-            idempotency_key=alert_key(client.pk, month, threshold),
-            source=SOURCE,
-            now=timezone.now(),
-        )
-        rows = [
-            UsageAlert(
-                client=client,
-                month=month,
-                threshold=reached,
-                sms_count=sms_count,
-                allowance=client.monthly_sms_allowance,
-                message=message if reached == threshold else None,
-            )
-            for reached in THRESHOLDS
-            if reached <= threshold
-        ]
-        UsageAlert.objects.bulk_create(rows, ignore_conflicts=True)
-    log.info(
-        "usage_alert_sent",
-        extra={"client_id": client.pk, "month": f"{month:%Y-%m}", "threshold": threshold, "sms_count": sms_count},
+    return owner_message_spec(
+        client,
+        subject=f"{client.name}: {alert.threshold}% of your monthly SMS allowance used",
+        body=render_to_string("emails/usage_alert.txt", context),
+        idempotency_key=alert.key,
+        now=now,
     )
-    return rows[-1]
+
+
+def _alert_rows(alert: DueAlert, message: ScheduledMessage | None) -> list[UsageAlert]:
+    """The thresholds to remember: the one told about, and the lower ones reached in the same
+    step, so an owner who jumps from 70% to 100% between two runs gets one message, not two."""
+    return [
+        UsageAlert(
+            client=alert.client,
+            month=alert.month,
+            threshold=reached,
+            sms_count=alert.sms_count,
+            allowance=alert.client.monthly_sms_allowance,
+            message=message if reached == alert.threshold else None,
+        )
+        for reached in THRESHOLDS
+        if reached <= alert.threshold
+    ]
+
+
+def _send_alerts(
+    due: list[DueAlert], now: datetime, failed: Callable[[DueAlert, Exception | str], None]
+) -> list[UsageAlert]:
+    """Queue every owner's message and remember the thresholds, all in one transaction and a
+    fixed number of queries; an owner who cannot be reached or whose contact is invalid is
+    `failed` and not remembered."""
+    specs: list[tuple[DueAlert, MessageSpec]] = []
+    for alert in due:
+        try:
+            specs.append((alert, _alert_spec(alert, now)))
+        except Exception as exc:  # one client's bad data never stops the others' alerts
+            failed(alert, exc)
+    if not specs:
+        return []
+    with transaction.atomic():
+        result = schedule_messages([spec for _, spec in specs], source=SOURCE, now=now)
+        messages = {m.idempotency_key: m for m in result.created}
+        if result.existing_keys:  # queued by an earlier run that did not record its alert
+            messages.update(ScheduledMessage.objects.in_bulk(list(result.existing_keys), field_name="idempotency_key"))
+        recorded, rows = [], []
+        for index, (alert, _) in enumerate(specs):
+            if index in result.errors:
+                failed(alert, describe_errors(result.errors[index]))
+                continue
+            told = _alert_rows(alert, messages.get(alert.key))
+            rows.extend(told)
+            recorded.append(told[-1])
+        UsageAlert.objects.bulk_create(rows, ignore_conflicts=True)
+    return recorded
 
 
 def check_all_client_alerts(now: datetime | None = None, ctx: JobContext | None = None) -> list[UsageAlert]:
@@ -99,20 +143,32 @@ def check_all_client_alerts(now: datetime | None = None, ctx: JobContext | None 
         .order_by()
         .values_list("client_id", "month", "threshold")
     )
-    recorded = []
+    due = []
     for client_id, count in candidates.items():
         client, month = clients[client_id], months[client_id]
-        reached = thresholds_reached(count, client.monthly_sms_allowance)
-        new = [t for t in reached if (client_id, month, t) not in already]
-        if not new:
-            continue
-        try:
-            recorded.append(_send_alert(client, month, max(new), count, log))
-        except Exception as exc:  # one client's bad data never stops the others' alerts
-            if ctx is None:
-                logger.exception("usage_alert_failed", extra={"client_id": client_id})
-            else:
-                ctx.item_failed(f"usage alert for client {client_id}", exc)
+        new = [
+            t for t in thresholds_reached(count, client.monthly_sms_allowance) if (client_id, month, t) not in already
+        ]
+        if new:
+            due.append(DueAlert(client, month, max(new), count))
+
+    def failed(alert: DueAlert, error: Exception | str) -> None:
+        if ctx is None:
+            logger.warning("usage_alert_failed", extra={"client_id": alert.client.pk, "error": str(error)})
+        else:
+            ctx.item_failed(alert, error)
+
+    recorded = _send_alerts(due, now, failed)
+    for alert in recorded:
+        log.info(
+            "usage_alert_sent",
+            extra={
+                "client_id": alert.client_id,
+                "month": f"{alert.month:%Y-%m}",
+                "threshold": alert.threshold,
+                "sms_count": alert.sms_count,
+            },
+        )
     if ctx is not None and recorded:
         ctx.add("usage_alerts", len(recorded))
     return recorded

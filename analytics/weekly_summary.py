@@ -9,10 +9,8 @@ median response time is computed over the whole week, since daily medians cannot
 """
 
 import logging
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from django.template.loader import render_to_string
@@ -23,15 +21,14 @@ from analytics.daily import compute_daily_stats, report_broken
 from analytics.models import DailyStats
 from analytics.summary_format import WeekFigures, format_week, summary_rows
 from analytics.zones import local_midnight, local_today, resolve_zones
+from messaging.bulk import MessageSpec, describe_errors, schedule_messages
 from messaging.models import Channel, Client, ScheduledMessage
-from messaging.services import schedule_message
 from scheduling.context import JobContext
 
 logger = logging.getLogger("analytics.weekly_summary")
 
 SEND_FROM_LOCAL = time(8, 0)
 SOURCE = "weekly-summary"
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -144,19 +141,57 @@ def render_summary(client: Client, week_start: date, current: WeekFigures, previ
     }
 
 
-def _each(items: Iterable[T], work: Callable[[T], object], ctx: JobContext | None) -> None:
+def _summary_spec(
+    item: DueSummary, rows: dict[tuple[int, date], DailyStats], medians: dict, now: datetime
+) -> MessageSpec:
+    client_id = item.client.pk
+    current = _figures(rows, client_id, item.week_start, medians.get((client_id, item.week_start)))
+    previous = _figures(rows, client_id, item.previous_start, medians.get((client_id, item.previous_start)))
+    return MessageSpec(
+        channel=Channel.EMAIL,
+        to=item.client.owner_email,
+        client=item.client,
+        idempotency_key=item.key,
+        send_at=now,
+        **render_summary(item.client, item.week_start, current, previous),
+    )
+
+
+def _failed(item: DueSummary, error: Exception | str, ctx: JobContext | None) -> None:
+    """One client's failure never stops the others' summaries."""
     if ctx is not None:
-        ctx.each(items, work)
-        return
-    for item in items:
+        ctx.item_failed(item, error)
+    else:
+        logger.warning("weekly_summary_failed", extra={"item": str(item), "error": str(error)})
+
+
+def _render_all(
+    due: list[DueSummary],
+    rows: dict[tuple[int, date], DailyStats],
+    medians: dict,
+    now: datetime,
+    ctx: JobContext | None,
+) -> list[tuple[DueSummary, MessageSpec]]:
+    """Each due summary rendered; one that fails to render is that client's failed item.
+    Near the deadline the rest are left for the next run (counted as `deferred`)."""
+    rendered = []
+    for item in due:
+        if ctx is not None and ctx.should_stop():
+            ctx.add("deferred")
+            continue
         try:
-            work(item)
-        except Exception:  # one client's failure never stops the others' summaries
-            logger.exception("weekly_summary_failed", extra={"item": str(item)})
+            rendered.append((item, _summary_spec(item, rows, medians, now)))
+        except Exception as exc:
+            logger.exception("weekly_summary_render_failed", extra={"item": str(item)})
+            _failed(item, exc, ctx)
+    return rendered
 
 
 def send_weekly_summaries(now: datetime | None = None, ctx: JobContext | None = None) -> list[ScheduledMessage]:
-    """Queue every due summary not queued yet; returns the messages queued by this call."""
+    """Queue every due summary not queued yet; returns the messages queued by this call.
+
+    A fixed number of queries whatever the number of clients: the due clients, their stats
+    (and the days still to aggregate), the medians, then one INSERT per batch of summaries."""
     now = now or timezone.now()
     log = ctx.log if ctx is not None else logger
     due = find_due_summaries(now, ctx)
@@ -164,29 +199,17 @@ def send_weekly_summaries(now: datetime | None = None, ctx: JobContext | None = 
         return []
     rows = load_week_stats(due, now)
     medians = _week_medians(due)
-    queued: list[ScheduledMessage] = []
-
-    def send(item: DueSummary) -> None:
-        client_id = item.client.pk
-        current = _figures(rows, client_id, item.week_start, medians.get((client_id, item.week_start)))
-        previous = _figures(rows, client_id, item.previous_start, medians.get((client_id, item.previous_start)))
-        message, created = schedule_message(
-            channel=Channel.EMAIL,
-            to=item.client.owner_email,
-            client=item.client,
-            idempotency_key=item.key,
-            source=SOURCE,
-            send_at=now,
-            **render_summary(item.client, item.week_start, current, previous),
-        )
-        if created:
-            queued.append(message)
-            log.info("weekly_summary_queued", extra={"client_id": client_id, "key": item.key})
-
-    _each(due, send, ctx)
+    rendered = _render_all(due, rows, medians, now, ctx)
+    result = schedule_messages([spec for _, spec in rendered], source=SOURCE, now=now)
+    for index, (item, _) in enumerate(rendered):
+        if index in result.errors:
+            _failed(item, describe_errors(result.errors[index]), ctx)
+        elif ctx is not None:
+            ctx.item_succeeded()
+    log.info("weekly_summaries_queued", extra={"queued": len(result.created), "due": len(due)})
     if ctx is not None:
-        ctx.add("summaries_queued", len(queued))
-    return queued
+        ctx.add("summaries_queued", len(result.created))
+    return result.created
 
 
 def process_weekly_summaries() -> None:

@@ -21,7 +21,7 @@ about bad data the same way on every run.
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 from django.conf import settings
@@ -54,6 +54,10 @@ class MessageSpec:
     idempotency_key: str | None = None
     max_attempts: int | None = None
 
+    def as_kwargs(self) -> dict[str, object]:
+        """schedule_message()'s keyword arguments for this spec (the models as they are, not copies)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
 
 @dataclass
 class BulkResult:
@@ -64,6 +68,11 @@ class BulkResult:
     @property
     def created_keys(self) -> set[str]:
         return {m.idempotency_key for m in self.created if m.idempotency_key}
+
+
+def describe_errors(errors: dict[str, str]) -> str:
+    """One line naming each wrong field, for a run's error list: "to: Enter a valid email address." """
+    return "; ".join(f"{name}: {reason}" for name, reason in errors.items())
 
 
 def _build(spec: MessageSpec, source: str, now: datetime) -> ScheduledMessage:
@@ -103,15 +112,15 @@ def _field_errors(exc: ValidationError) -> dict[str, str]:
 
 def _insert(messages: Sequence[ScheduledMessage]) -> set[uuid.UUID]:
     """INSERT the messages, skipping any whose key is taken; the ids actually inserted."""
-    fields = ScheduledMessage._meta.concrete_fields
+    model_fields = ScheduledMessage._meta.concrete_fields
     quote = connection.ops.quote_name
-    columns = ", ".join(quote(f.column) for f in fields)
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    columns = ", ".join(quote(f.column) for f in model_fields)
+    row = "(" + ", ".join(["%s"] * len(model_fields)) + ")"
     params: list[object] = []
     for message in messages:
         # pre_save + get_db_prep_save, as Django's own INSERT does: auto_now, UUIDs and
         # datetimes in each backend's form (SQLite stores UUIDs as 32 hex characters).
-        params.extend(f.get_db_prep_save(f.pre_save(message, add=True), connection) for f in fields)
+        params.extend(f.get_db_prep_save(f.pre_save(message, add=True), connection) for f in model_fields)
     sql = (
         f"INSERT INTO {quote(ScheduledMessage._meta.db_table)} ({columns}) VALUES "
         f"{', '.join([row] * len(messages))} ON CONFLICT ({quote('idempotency_key')}) DO NOTHING "

@@ -1,11 +1,15 @@
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from analytics.models import UsageAlert
 from analytics.usage_alerts import check_all_client_alerts
 from messaging.models import Client, ScheduledMessage
+from messaging.services import schedule_message
+from scheduling.models import JobRun
 from scheduling.runner import run_job
 from tests.analytics.factories import make_client, make_scheduled, sms_sent, utc
 
@@ -135,3 +139,74 @@ def test_daily_job_checks_usage_alerts_after_the_aggregation():
     assert result.status == "succeeded"
     assert result.data["usage_alerts"] == 1
     assert [m.idempotency_key for m in alert_emails()] == [f"usage-alert:{client.pk}:2025-04:100"]
+
+
+def _clients_over_80_percent(count: int, start: int = 0) -> list[Client]:
+    clients = [make_client(f"Client{n} Co", monthly_sms_allowance=10) for n in range(start, start + count)]
+    ScheduledMessage.objects.bulk_create(
+        ScheduledMessage(
+            client=client, channel="sms", to="+14155550000", body="hello", status="sent", send_at=at, sent_at=at
+        )
+        for client in clients
+        for at in [utc(2025, 4, 10)] * 9
+    )
+    return clients
+
+
+def test_queries_do_not_grow_with_the_number_of_clients_alerted():
+    _clients_over_80_percent(5)
+    with CaptureQueriesContext(connection) as few:
+        assert len(check_all_client_alerts(now=NOW)) == 5
+    _clients_over_80_percent(45, start=5)
+    with CaptureQueriesContext(connection) as many:
+        assert len(check_all_client_alerts(now=NOW)) == 45
+    assert len(few) == len(many) <= 10
+
+
+def test_daily_job_queries_do_not_grow_with_the_number_of_clients():
+    with time_machine.travel(NOW - timedelta(hours=1), tick=False):
+        run_job("daily", "manual")  # the first run of a job also creates its Job row
+    _clients_over_80_percent(5)
+    with time_machine.travel(NOW, tick=False), CaptureQueriesContext(connection) as few:
+        assert run_job("daily", "manual").data["usage_alerts"] == 5
+    _clients_over_80_percent(45, start=5)
+    with time_machine.travel(NOW + timedelta(hours=1), tick=False), CaptureQueriesContext(connection) as many:
+        assert run_job("daily", "manual").data["usage_alerts"] == 45
+    assert len(few) == len(many) < 100
+
+
+def test_a_rerun_for_many_clients_alerts_nobody_twice():
+    clients = _clients_over_80_percent(20)
+    check_all_client_alerts(now=NOW)
+    assert check_all_client_alerts(now=utc(2025, 4, 21)) == []
+    assert sorted(m.idempotency_key for m in alert_emails()) == sorted(
+        f"usage-alert:{c.pk}:2025-04:80" for c in clients
+    )
+
+
+def test_a_message_queued_without_its_alert_recorded_is_linked_not_sent_again():
+    client = make_client(monthly_sms_allowance=10)
+    sms_sent(client, utc(2025, 4, 10), 9)
+    queued, _ = schedule_message(
+        channel="email",
+        to=client.owner_email,
+        subject="s",
+        body="b",
+        idempotency_key=f"usage-alert:{client.pk}:2025-04:80",
+    )
+    (alert,) = check_all_client_alerts(now=NOW)
+    assert alert.message == queued
+    assert UsageAlert.objects.get().message_id == queued.pk
+    assert ScheduledMessage.objects.filter(idempotency_key__startswith="usage-alert:").count() == 1
+
+
+def test_an_invalid_owner_email_is_the_clients_failed_item_in_the_run():
+    make_client("Broken Co", monthly_sms_allowance=10, owner_email="not-an-address")
+    good = make_client("Good Co", monthly_sms_allowance=10)
+    sms_sent(Client.objects.get(name="Broken Co"), utc(2025, 4, 10), 9)
+    sms_sent(good, utc(2025, 4, 10), 9)
+    with time_machine.travel(NOW, tick=False):
+        result = run_job("daily", "manual")
+    assert result.status == "partial" and result.data["usage_alerts"] == 1
+    run = JobRun.objects.get(pk=result.run_id)
+    assert "usage alert for client" in run.error and "to: " in run.error

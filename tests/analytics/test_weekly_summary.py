@@ -2,6 +2,8 @@ from datetime import date, timedelta
 
 import pytest
 import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from analytics.models import DailyStats
 from analytics.weekly_summary import process_weekly_summaries, send_weekly_summaries
@@ -167,3 +169,39 @@ def test_weekly_summary_job_is_partial_when_one_client_has_a_bad_timezone():
     assert (run.status, run.succeeded, run.failed) == (RunStatus.PARTIAL, 1, 1)
     assert run.summary["summaries_queued"] == 1
     assert len(summaries()) == 1
+
+
+def _summary_clients(count: int) -> list[Client]:
+    return [make_client(f"Client{n} Co", "Europe/Berlin", owner_email=f"owner{n}@example.com") for n in range(count)]
+
+
+def test_queries_do_not_grow_with_the_number_of_clients():
+    # 5 clients summarised for one week, then 50 for the next: the same queries, both runs
+    # aggregating their missing days first.
+    _summary_clients(5)
+    with CaptureQueriesContext(connection) as few:
+        assert len(send_weekly_summaries(now=MONDAY_8AM)) == 5
+    _summary_clients(45)
+    with CaptureQueriesContext(connection) as many:
+        assert len(send_weekly_summaries(now=MONDAY_8AM + timedelta(days=7))) == 50
+    assert len(few) == len(many) <= 15
+    assert sum("INSERT INTO" in q["sql"] and "scheduledmessage" in q["sql"] for q in many.captured_queries) == 1
+
+
+def test_a_rerun_for_many_clients_queues_nothing_twice():
+    clients = _summary_clients(30)
+    assert len(send_weekly_summaries(now=MONDAY_8AM)) == 30
+    assert send_weekly_summaries(now=MONDAY_8AM + timedelta(hours=1)) == []
+    keys = sorted(m.idempotency_key for m in summaries())
+    assert keys == sorted(f"weekly-summary:{c.pk}:2025-W11" for c in clients)
+
+
+def test_one_clients_invalid_owner_email_fails_that_client_and_the_others_are_queued():
+    good = make_client("Good Co", "Europe/Berlin")
+    make_client("Broken Co", "Europe/Berlin", owner_email="not-an-address")
+    with time_machine.travel(MONDAY_8AM, tick=False):
+        result = run_job("weekly-summary", "manual")
+    run = JobRun.objects.get(pk=result.run_id)
+    assert (run.status, run.succeeded, run.failed) == (RunStatus.PARTIAL, 1, 1)
+    assert "to: " in run.error and "client" in run.error
+    assert [m.client_id for m in summaries()] == [good.pk]
