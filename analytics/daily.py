@@ -56,25 +56,38 @@ def days_to_compute(zones: Mapping[int, ZoneInfo], now: datetime, backfill_days:
     return targets
 
 
-def compute_daily_stats(
-    targets: Mapping[int, Iterable[date]], zones: Mapping[int, ZoneInfo], now: datetime | None = None
-) -> int:
-    """Compute and upsert DailyStats for the given (client id -> local dates); returns rows written."""
-    now = now or timezone.now()
-    windows = [
+def day_windows(targets: Mapping[int, Iterable[date]], zones: Mapping[int, ZoneInfo]) -> list[metrics.Window]:
+    """One window per (client id, local date): the day's bounds in UTC, in the client's zone."""
+    return [
         metrics.Window(client_id, day, *day_bounds(day, zones[client_id]))
         for client_id, days in targets.items()
         for day in days
     ]
+
+
+def compute_daily_stats(
+    targets: Mapping[int, Iterable[date]], zones: Mapping[int, ZoneInfo], now: datetime | None = None
+) -> int:
+    """Compute and upsert DailyStats for the given (client id -> local dates); returns rows written."""
+    return len(upsert_daily_stats(day_windows(targets, zones), now))
+
+
+def upsert_daily_stats(
+    windows: list[metrics.Window], now: datetime | None = None, medians: Mapping[metrics.Key, int] | None = None
+) -> list[DailyStats]:
+    """Compute and upsert the DailyStats of day windows; returns the rows written. `medians`,
+    when the caller computed them with other windows in one pass, saves that query."""
+    now = now or timezone.now()
     if not windows:
-        return 0
+        return []
     families = [
         metrics.count_leads(windows),
         metrics.count_messages(windows),
         metrics.count_scheduled(windows),
         metrics.count_calls(windows),
     ]
-    medians = metrics.median_first_response(windows)
+    if medians is None:
+        medians = metrics.median_first_response(windows)
     rows = []
     for window in windows:
         key = (window.client_id, window.label)
@@ -101,7 +114,7 @@ def compute_daily_stats(
             unique_fields=["client", "date"],
             update_fields=[*COUNTER_FIELDS, "median_first_response_seconds", "computed_at"],
         )
-    return len(rows)
+    return rows
 
 
 def run_daily_analytics_job(now: datetime | None = None, ctx: JobContext | None = None) -> dict:

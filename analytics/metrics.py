@@ -55,20 +55,28 @@ def _ts(value: datetime) -> datetime | str:
     return value
 
 
-def _windows_cte(windows: Sequence[Window]) -> tuple[str, list]:
+def _windows_cte(windows: Sequence[Window], sets: Sequence[int] | None = None) -> tuple[str, list]:
+    """The `w` CTE of the windows: (client_id, label, starts, ends), and with `sets` (one
+    number per window) a leading set_no column, so windows of several sets that share a
+    client and label stay apart."""
+    numbered = sets is not None
     if _vendor() == "postgresql":
         # Typed arrays: no per-row casts in the join, and the planner sees how many windows there are.
-        sql = (
-            "w AS (SELECT * FROM unnest(%s::bigint[], %s::date[], %s::timestamptz[], %s::timestamptz[]) "
-            "AS w(client_id, label, starts, ends))"
-        )
-        columns = ([w.client_id for w in windows], [w.label for w in windows])
+        arrays = "%s::bigint[], %s::date[], %s::timestamptz[], %s::timestamptz[]"
+        names = "client_id, label, starts, ends"
+        if numbered:
+            arrays, names = f"%s::int[], {arrays}", f"set_no, {names}"
+        sql = f"w AS (SELECT * FROM unnest({arrays}) AS w({names}))"
+        columns = [list(sets)] if numbered else []
+        columns += [[w.client_id for w in windows], [w.label for w in windows]]
         return sql, [*columns, [w.starts for w in windows], [w.ends for w in windows]]
     rows = [[w.client_id, w.label.isoformat(), _ts(w.starts), _ts(w.ends)] for w in windows]
-    sql = (
-        "w AS (SELECT json_extract(value, '$[0]') AS client_id, json_extract(value, '$[1]') AS label, "
-        "json_extract(value, '$[2]') AS starts, json_extract(value, '$[3]') AS ends FROM json_each(%s))"
-    )
+    extracted = "json_extract(value, '$[0]') AS client_id, json_extract(value, '$[1]') AS label, "
+    extracted += "json_extract(value, '$[2]') AS starts, json_extract(value, '$[3]') AS ends"
+    if numbered:
+        rows = [[*row, number] for row, number in zip(rows, sets, strict=True)]
+        extracted += ", json_extract(value, '$[4]') AS set_no"
+    sql = f"w AS (SELECT {extracted} FROM json_each(%s))"
     return sql, [json.dumps(rows)]
 
 
@@ -168,16 +176,25 @@ def count_sms_sent(windows: Sequence[Window]) -> dict[Key, int]:
 def median_first_response(windows: Sequence[Window]) -> dict[Key, int]:
     """Median seconds from a message that starts a wait (an inbound message that opens the
     conversation or follows an outbound one) to the next outbound message, per window of the
-    waiting message. Waits not answered yet are left out.
+    waiting message. Waits not answered yet are left out. See median_first_response_sets()."""
+    return median_first_response_sets([windows])[0]
+
+
+def median_first_response_sets(window_sets: Sequence[Sequence[Window]]) -> list[dict[Key, int]]:
+    """median_first_response() of several sets of windows (e.g. days and weeks) in one
+    query: the costly part, ordering every message of the span by conversation, is done once.
 
     Messages form turns (a stretch from one side): the wait starts with an inbound turn and
     ends where the next turn, an outbound one, starts. Two passes over messages in
     conversation order, the second over turn starts only."""
+    windows = [w for window_set in window_sets for w in window_set]
+    results: list[dict[Key, int]] = [{} for _ in window_sets]
     if not windows:
-        return {}
+        return results
+    sets = [number for number, window_set in enumerate(window_sets) for _ in window_set]
     conv, msg = Conversation._meta.db_table, Message._meta.db_table
     lo, _ = _span(windows)
-    cte, cte_params = _windows_cte(windows)
+    cte, cte_params = _windows_cte(windows, sets)
     runs = (
         "runs AS (SELECT c.client_id, m.conversation_id, m.created_at, m.id, m.direction, "
         "LAG(m.direction) OVER (PARTITION BY m.conversation_id ORDER BY m.created_at, m.id) AS previous "
@@ -197,14 +214,18 @@ def median_first_response(windows: Sequence[Window]) -> dict[Key, int]:
     if _vendor() == "postgresql":
         seconds = "EXTRACT(EPOCH FROM (t.reply_at - t.created_at))::float8"
         sql = (
-            f"WITH {cte}, {runs}, {turns} SELECT w.client_id, w.label, "
-            f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {seconds}) {waits} GROUP BY w.client_id, w.label"
+            f"WITH {cte}, {runs}, {turns} SELECT w.set_no, w.client_id, w.label, "
+            f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {seconds}) {waits} GROUP BY w.set_no, w.client_id, w.label"
         )
-        return {(int(c), _label(d)): round(v) for c, d, v in _run(sql, params)}
+        for number, client_id, label, value in _run(sql, params):
+            results[int(number)][(int(client_id), _label(label))] = round(value)
+        return results
     # SQLite has no percentile aggregate: fetch each wait and take the median here (demo sizes).
     seconds = "(julianday(t.reply_at) - julianday(t.created_at)) * 86400.0"
-    sql = f"WITH {cte}, {runs}, {turns} SELECT w.client_id, w.label, {seconds} {waits}"
-    samples: dict[Key, list[float]] = defaultdict(list)
-    for client_id, label, value in _run(sql, params):
-        samples[(int(client_id), _label(label))].append(value)
-    return {key: round(statistics.median(values)) for key, values in samples.items()}
+    sql = f"WITH {cte}, {runs}, {turns} SELECT w.set_no, w.client_id, w.label, {seconds} {waits}"
+    samples: dict[tuple[int, int, date], list[float]] = defaultdict(list)
+    for number, client_id, label, value in _run(sql, params):
+        samples[(int(number), int(client_id), _label(label))].append(value)
+    for (number, client_id, label), values in samples.items():
+        results[number][(client_id, label)] = round(statistics.median(values))
+    return results

@@ -17,7 +17,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from analytics import metrics
-from analytics.daily import compute_daily_stats, report_broken
+from analytics.daily import day_windows, report_broken, upsert_daily_stats
 from analytics.models import DailyStats
 from analytics.summary_format import WeekFigures, format_week, summary_rows
 from analytics.zones import local_midnight, local_today, resolve_zones
@@ -95,18 +95,24 @@ def _stats_rows(due: list[DueSummary]) -> dict[tuple[int, date], DailyStats]:
     return {(row.client_id, row.date): row for row in rows}
 
 
-def load_week_stats(due: list[DueSummary], now: datetime) -> dict[tuple[int, date], DailyStats]:
+def load_week_stats(
+    due: list[DueSummary], now: datetime
+) -> tuple[dict[tuple[int, date], DailyStats], dict[tuple[int, date], int]]:
     """DailyStats of both weeks for every due client, aggregating the days still missing
-    first, so a summary never shows zeros for want of aggregation."""
+    first (so a summary never shows zeros for want of aggregation), and the weeks' medians.
+    The medians of the missing days and of the weeks come from one pass over the messages."""
     rows = _stats_rows(due)
+    weeks = _week_windows(due)
     missing = {d.client.pk: [day for day in d.days if (d.client.pk, day) not in rows] for d in due}
     missing = {client_id: days for client_id, days in missing.items() if days}
-    if missing:
-        zones = {d.client.pk: d.zone for d in due}
-        written = compute_daily_stats(missing, zones, now)
-        logger.info("weekly_summary_backfilled", extra={"clients": len(missing), "days": written})
-        rows = _stats_rows(due)
-    return rows
+    if not missing:
+        return rows, metrics.median_first_response(weeks)
+    days = day_windows(missing, {d.client.pk: d.zone for d in due})
+    day_medians, week_medians = metrics.median_first_response_sets([days, weeks])
+    written = upsert_daily_stats(days, now, medians=day_medians)
+    logger.info("weekly_summary_backfilled", extra={"clients": len(missing), "days": len(written)})
+    rows.update(((row.client_id, row.date), row) for row in written)
+    return rows, week_medians
 
 
 def _figures(rows: dict[tuple[int, date], DailyStats], client_id: int, start: date, median: int | None) -> WeekFigures:
@@ -121,13 +127,12 @@ def _figures(rows: dict[tuple[int, date], DailyStats], client_id: int, start: da
     )
 
 
-def _week_medians(due: list[DueSummary]) -> dict[tuple[int, date], int]:
-    windows = [
+def _week_windows(due: list[DueSummary]) -> list[metrics.Window]:
+    return [
         metrics.Window(d.client.pk, start, local_midnight(start, d.zone), local_midnight(end, d.zone))
         for d in due
         for start, end in ((d.previous_start, d.week_start), (d.week_start, d.week_start + timedelta(days=7)))
     ]
-    return metrics.median_first_response(windows)
 
 
 def render_summary(client: Client, week_start: date, current: WeekFigures, previous: WeekFigures) -> dict[str, str]:
@@ -197,8 +202,7 @@ def send_weekly_summaries(now: datetime | None = None, ctx: JobContext | None = 
     due = find_due_summaries(now, ctx)
     if not due:
         return []
-    rows = load_week_stats(due, now)
-    medians = _week_medians(due)
+    rows, medians = load_week_stats(due, now)
     rendered = _render_all(due, rows, medians, now, ctx)
     result = schedule_messages([spec for _, spec in rendered], source=SOURCE, now=now)
     for index, (item, _) in enumerate(rendered):

@@ -35,7 +35,8 @@ from messaging.services import validate_message
 logger = logging.getLogger("messaging.enqueue")
 
 # Rows per INSERT. About 26 parameters per row: 500 rows stay well under PostgreSQL's 65,535
-# parameters and SQLite's 32,766, and a statement of a few MB at the largest bodies.
+# parameters, and a statement of a few MB at the largest bodies. On SQLite Django's own limit
+# (999 parameters, what old SQLite builds allow) makes batches of about 38 rows.
 BATCH_SIZE = 500
 
 
@@ -136,7 +137,7 @@ def schedule_messages(
 ) -> BulkResult:
     """Queue every valid spec whose idempotency key is not queued yet; see the module doc.
 
-    One INSERT per `batch_size` valid specs and no other query. Each INSERT is atomic on its
+    One INSERT per `batch_size` valid specs (fewer on SQLite) and no other query. Each INSERT is atomic on its
     own; a caller that needs all or nothing (or the messages together with rows of its own)
     wraps the call in transaction.atomic(). A key repeated within `specs` is queued once
     (the first spec wins) and reported in `existing_keys`. Rows go in in key order, so two
@@ -161,6 +162,8 @@ def schedule_messages(
         valid.append((index, message))
     inserted: set[uuid.UUID] = set()
     ordered = sorted(valid, key=lambda item: (item[1].idempotency_key is None, item[1].idempotency_key or ""))
+    fits = connection.ops.bulk_batch_size(ScheduledMessage._meta.concrete_fields, [m for _, m in ordered])
+    batch_size = max(1, min(batch_size, fits))
     for number, start in enumerate(range(0, len(ordered), batch_size)):
         batch = [message for _, message in ordered[start : start + batch_size]]
         batch_inserted = _insert(batch)

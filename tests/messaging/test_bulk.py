@@ -5,13 +5,9 @@ SQLite in a subprocess, since the demo runs there and the INSERT is hand-written
 """
 
 import logging
-import os
-import subprocess
-import sys
 import threading
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.db import connection, connections, transaction
@@ -22,10 +18,9 @@ from messaging.bulk import MessageSpec, schedule_messages
 from messaging.models import ScheduledMessage, Status
 from messaging.services import SMS_BODY_MAX_CHARS, schedule_message
 from tests.messaging.factories import make_client, make_lead
+from tests.sqlite_rerun import postgresql_only, rerun_on_sqlite
 
 pytestmark = pytest.mark.django_db
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def sms_spec(n: int, **fields) -> MessageSpec:
@@ -112,6 +107,7 @@ def test_created_keeps_the_order_of_the_specs():
     assert [m.idempotency_key for m in result.created] == keys
 
 
+@postgresql_only  # SQLite's batches are smaller (see the last test)
 def test_one_insert_per_batch_whatever_the_number_of_messages():
     with CaptureQueriesContext(connection) as few:
         schedule_messages([sms_spec(n) for n in range(10)], source="campaign", batch_size=100)
@@ -161,7 +157,7 @@ def _wait_until_blocked_on_a_lock(timeout: float = 10.0) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.skipif(os.environ.get("BULK_ON_SQLITE") == "1", reason="row locks are PostgreSQL's")
+@postgresql_only  # row locks
 def test_two_callers_with_overlapping_keys_at_once_queue_each_key_once():
     outcome: dict[str, object] = {}
 
@@ -188,18 +184,14 @@ def test_two_callers_with_overlapping_keys_at_once_queue_each_key_once():
     assert ScheduledMessage.objects.count() == 15
 
 
-@pytest.mark.skipif(os.environ.get("BULK_ON_SQLITE") == "1", reason="this is the SQLite run")
+@postgresql_only
 def test_the_same_tests_pass_on_sqlite(tmp_path):
     """The hand-written INSERT on the demo's database: this file again, on SQLite."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'bulk.sqlite3'}", BULK_ON_SQLITE="1")
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:randomly"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert " passed, 2 skipped" in done.stdout  # the SQLite run itself and the row-lock test
+    output = rerun_on_sqlite(__file__, tmp_path)
+    assert " passed, 3 skipped" in output  # this test, the row-lock one and the batch count
+
+
+def test_more_messages_than_one_sqlite_statement_takes_are_all_queued():
+    # SQLite's batches are bounded by Django's 999-parameter limit; PostgreSQL's are not.
+    result = schedule_messages([sms_spec(n) for n in range(120)], source="campaign")
+    assert len(result.created) == ScheduledMessage.objects.count() == 120
