@@ -11,6 +11,7 @@ median response time is computed over the whole week, since daily medians cannot
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from django.template.loader import render_to_string
@@ -84,21 +85,40 @@ def find_due_summaries(now: datetime, ctx: JobContext | None = None) -> list[Due
     return [d for d in due if d.key not in sent]
 
 
-def _stats_rows(due: list[DueSummary]) -> dict[tuple[int, date], DailyStats]:
+class DayCounts(NamedTuple):
+    """The DailyStats counters a summary adds up (plain tuples: 14 per client, read by the thousand)."""
+
+    leads_created: int
+    inbound_messages: int
+    outbound_messages: int
+    missed_calls: int
+    calls_texted_back: int
+
+    @classmethod
+    def of(cls, row: DailyStats) -> "DayCounts":
+        return cls(*(getattr(row, name) for name in cls._fields))
+
+
+DayRows = dict[tuple[int, date], DayCounts]
+
+
+def _stats_rows(due: list[DueSummary]) -> DayRows:
     if not due:
         return {}
-    rows = DailyStats.objects.filter(
-        client_id__in=[d.client.pk for d in due],
-        date__gte=min(d.previous_start for d in due),
-        date__lte=max(d.days[-1] for d in due),
-    ).order_by()
-    return {(row.client_id, row.date): row for row in rows}
+    rows = (
+        DailyStats.objects.filter(
+            client_id__in=[d.client.pk for d in due],
+            date__gte=min(d.previous_start for d in due),
+            date__lte=max(d.days[-1] for d in due),
+        )
+        .order_by()
+        .values_list("client_id", "date", *DayCounts._fields)
+    )
+    return {(client_id, day): DayCounts(*counts) for client_id, day, *counts in rows}
 
 
-def load_week_stats(
-    due: list[DueSummary], now: datetime
-) -> tuple[dict[tuple[int, date], DailyStats], dict[tuple[int, date], int]]:
-    """DailyStats of both weeks for every due client, aggregating the days still missing
+def load_week_stats(due: list[DueSummary], now: datetime) -> tuple[DayRows, dict[tuple[int, date], int]]:
+    """The DailyStats counters of both weeks for every due client, aggregating the days still missing
     first (so a summary never shows zeros for want of aggregation), and the weeks' medians.
     The medians of the missing days and of the weeks come from one pass over the messages."""
     rows = _stats_rows(due)
@@ -111,11 +131,11 @@ def load_week_stats(
     day_medians, week_medians = metrics.median_first_response_sets([days, weeks])
     written = upsert_daily_stats(days, now, medians=day_medians)
     logger.info("weekly_summary_backfilled", extra={"clients": len(missing), "days": len(written)})
-    rows.update(((row.client_id, row.date), row) for row in written)
+    rows.update(((row.client_id, row.date), DayCounts.of(row)) for row in written)
     return rows, week_medians
 
 
-def _figures(rows: dict[tuple[int, date], DailyStats], client_id: int, start: date, median: int | None) -> WeekFigures:
+def _figures(rows: DayRows, client_id: int, start: date, median: int | None) -> WeekFigures:
     week = [rows[key] for n in range(7) if (key := (client_id, start + timedelta(days=n))) in rows]
     return WeekFigures(
         leads=sum(r.leads_created for r in week),
@@ -146,9 +166,7 @@ def render_summary(client: Client, week_start: date, current: WeekFigures, previ
     }
 
 
-def _summary_spec(
-    item: DueSummary, rows: dict[tuple[int, date], DailyStats], medians: dict, now: datetime
-) -> MessageSpec:
+def _summary_spec(item: DueSummary, rows: DayRows, medians: dict, now: datetime) -> MessageSpec:
     client_id = item.client.pk
     current = _figures(rows, client_id, item.week_start, medians.get((client_id, item.week_start)))
     previous = _figures(rows, client_id, item.previous_start, medians.get((client_id, item.previous_start)))
@@ -172,7 +190,7 @@ def _failed(item: DueSummary, error: Exception | str, ctx: JobContext | None) ->
 
 def _render_all(
     due: list[DueSummary],
-    rows: dict[tuple[int, date], DailyStats],
+    rows: DayRows,
     medians: dict,
     now: datetime,
     ctx: JobContext | None,

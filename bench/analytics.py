@@ -276,8 +276,15 @@ def main() -> None:
             ("daily (next hour: yesterday only)", "daily", now + timedelta(hours=1)),
             ("weekly-summary (every client due)", "weekly-summary", now + timedelta(hours=1, minutes=5)),
             ("weekly-summary (again: nothing due)", "weekly-summary", now + timedelta(hours=2)),
+            # The summaries dropped, so every client is due again, with every day aggregated by
+            # now: the usual case (an hourly `daily` keeps the days filled), without the back-fill.
+            ("weekly-summary (due again, days aggregated)", "weekly-summary", now + timedelta(hours=2, minutes=5)),
         ]
         for label, job, at in runs:
+            if "due again" in label:
+                from messaging.models import ScheduledMessage
+
+                ScheduledMessage.objects.filter(source="weekly-summary").delete()
             elapsed, queries, data = timed_job(job, at)
             shown = {k: v for k, v in data.items() if k not in ("processed", "succeeded", "failed")}
             print(f"{label:45} {elapsed:7.2f} s  {queries:6,} queries  {shown}")

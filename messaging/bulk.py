@@ -35,9 +35,9 @@ from messaging.services import validate_message
 
 logger = logging.getLogger("messaging.enqueue")
 
-# Rows per INSERT. About 26 parameters per row: 500 rows stay well under PostgreSQL's 65,535
-# parameters, and a statement of a few MB at the largest bodies. On SQLite Django's own limit
-# (999 parameters, what old SQLite builds allow) makes batches of about 38 rows.
+# Rows per INSERT: a statement of a few MB at the largest bodies, and a transaction short enough
+# not to hold other writers of the same keys for long. On SQLite, Django's limit of 999
+# parameters (what old SQLite builds allow; a row has about 26) makes batches of about 38 rows.
 BATCH_SIZE = 500
 
 
@@ -66,6 +66,7 @@ class BulkResult:
     created: list[ScheduledMessage] = field(default_factory=list)  # in the order of the specs
     existing_keys: set[str] = field(default_factory=set)  # keys already queued (or repeated in specs)
     errors: dict[int, dict[str, str]] = field(default_factory=dict)  # spec index -> {field: reason}
+    created_by_index: dict[int, ScheduledMessage] = field(default_factory=dict)  # spec index -> its message
 
     @property
     def created_keys(self) -> set[str]:
@@ -142,9 +143,9 @@ def schedule_messages(
 ) -> BulkResult:
     """Queue every valid spec whose idempotency key is not queued yet; see the module doc.
 
-    One INSERT per `batch_size` valid specs (fewer on SQLite) and no other query. Each INSERT is atomic on its
-    own; a caller that needs all or nothing (or the messages together with rows of its own)
-    wraps the call in transaction.atomic(). A key repeated within `specs` is queued once
+    One INSERT per `batch_size` valid specs (fewer on SQLite) and no other query. Each
+    INSERT is atomic on its own; a caller that needs all or nothing (or the messages
+    together with rows of its own) wraps the call in transaction.atomic(). A key repeated within `specs` is queued once
     (the first spec wins) and reported in `existing_keys`. Rows go in in key order, so two
     callers inserting overlapping keys at once wait for each other instead of deadlocking.
     """
@@ -183,11 +184,12 @@ def schedule_messages(
                 "existing": len(batch) - len(batch_inserted),
             },
         )
-    for _, message in valid:
+    for index, message in valid:
         if message.pk in inserted:
             message._state.adding = False
             message._state.db = connection.alias
             result.created.append(message)
+            result.created_by_index[index] = message
         elif message.idempotency_key is not None:
             result.existing_keys.add(message.idempotency_key)
     if result.errors:

@@ -107,6 +107,13 @@ def test_created_keeps_the_order_of_the_specs():
     assert [m.idempotency_key for m in result.created] == keys
 
 
+def test_created_by_index_names_the_spec_of_each_message():
+    queued, _ = schedule_message(channel="sms", to="+14155550001", body="first", idempotency_key="bulk-test:1")
+    specs = [sms_spec(0), sms_spec(1), MessageSpec(channel="sms", to="nope", body="x"), sms_spec(3)]
+    result = schedule_messages(specs, source="campaign")
+    assert {i: m.idempotency_key for i, m in result.created_by_index.items()} == {0: "bulk-test:0", 3: "bulk-test:3"}
+
+
 @postgresql_only  # SQLite's batches are smaller (see the last test)
 def test_one_insert_per_batch_whatever_the_number_of_messages():
     with CaptureQueriesContext(connection) as few:
