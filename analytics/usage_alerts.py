@@ -14,8 +14,9 @@ from django.utils import timezone
 from analytics import metrics
 from analytics.models import UsageAlert
 from analytics.zones import local_midnight, local_today, resolve_zones
-from messaging.automations.notify import owner_message_spec
+from messaging.automations.notify import OwnerUnreachable, owner_message_spec
 from messaging.bulk import MessageSpec, describe_errors, schedule_messages
+from messaging.jobs import SKIPPED_UNREACHABLE
 from messaging.models import Client, ScheduledMessage
 from scheduling.context import JobContext
 
@@ -153,6 +154,11 @@ def check_all_client_alerts(now: datetime | None = None, ctx: JobContext | None 
             due.append(DueAlert(client, month, max(new), count))
 
     def failed(alert: DueAlert, error: Exception | str) -> None:
+        if isinstance(error, OwnerUnreachable) and not error.first_time:
+            # Reported once, when it was found out; skipped until the contact changes.
+            if ctx is not None:
+                ctx.add(SKIPPED_UNREACHABLE)
+            return
         if ctx is None:
             logger.warning("usage_alert_failed", extra={"client_id": alert.client.pk, "error": str(error)})
         else:

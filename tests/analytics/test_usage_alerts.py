@@ -209,4 +209,9 @@ def test_an_invalid_owner_email_is_the_clients_failed_item_in_the_run():
         result = run_job("daily", "manual")
     assert result.status == "partial" and result.data["usage_alerts"] == 1
     run = JobRun.objects.get(pk=result.run_id)
-    assert "usage alert for client" in run.error and "to: " in run.error
+    assert "usage alert for client" in run.error and "owner email: Enter a valid email address" in run.error
+    broken = Client.objects.get(name="Broken Co")
+    assert broken.owner_known_unreachable, "recorded on the client, so the next runs do not fail it again"
+    with time_machine.travel(NOW + timedelta(hours=1), tick=False):
+        again = run_job("daily", "manual")
+    assert again.status == "succeeded" and again.data["skipped_owner_unreachable"] == 1

@@ -54,7 +54,8 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
 
 @pytest.fixture
 def staff_user():
-    return users.staff_user("operator", *users.MESSAGE_OPERATOR, *users.JOB_OPERATOR, password=STAFF_PASSWORD)
+    operator = (*users.MESSAGE_OPERATOR, *users.JOB_OPERATOR, *users.CAMPAIGN_OPERATOR)
+    return users.staff_user("operator", *operator, password=STAFF_PASSWORD)
 
 
 def wait(driver: webdriver.Chrome) -> WebDriverWait:

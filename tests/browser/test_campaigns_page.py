@@ -35,7 +35,7 @@ def test_operator_runs_the_tick_and_sees_progress(browser, live_server, staff_us
     assert countdown.startswith("in ") or countdown == "due now"
 
     browser.find_element(By.ID, "run-tick").click()
-    assert flash_texts(browser)[0].startswith("process-campaigns: succeeded.")
+    assert flash_texts(browser)[0].startswith("process-campaigns: succeeded, ")
     assert browser.current_url.endswith("/campaigns/")
     assert cell(browser, running, "in-flight") == "3 / 3"
     assert cell(browser, running, "launched") == "3" and cell(browser, running, "total") == "5"
