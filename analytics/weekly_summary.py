@@ -36,10 +36,13 @@ SOURCE = "weekly-summary"
 class DueSummary:
     client: Client
     zone: ZoneInfo
-    week_start: date  # Monday of the summarised week, in the client's calendar
+    week_start: date  # first day of the summarised week (a Monday, but for a client's own schedule)
+    given_key: str = ""  # a client schedule's occurrence key; else the ISO week's
 
     @property
     def key(self) -> str:
+        if self.given_key:
+            return self.given_key
         year, week, _ = self.week_start.isocalendar()
         return f"weekly-summary:{self.client.pk}:{year}-W{week:02d}"
 
@@ -68,7 +71,9 @@ def summary_week(now: datetime, zone: ZoneInfo) -> date | None:
 
 
 def find_due_summaries(now: datetime, ctx: JobContext | None = None) -> list[DueSummary]:
-    clients = Client.objects.filter(weekly_summary_enabled=True).exclude(owner_email="")
+    # A client with its own weekly-summary schedule gets it then (schedules), not on Monday.
+    own_time = Client.objects.filter(schedules__kind="weekly-summary", schedules__enabled=True).values("pk")
+    clients = Client.objects.filter(weekly_summary_enabled=True).exclude(owner_email="").exclude(pk__in=own_time)
     zones = resolve_zones(clients)
     report_broken(zones, ctx)
     by_id = {client.pk: client for client in clients}
@@ -180,8 +185,10 @@ def _summary_spec(item: DueSummary, rows: DayRows, medians: dict, now: datetime)
     )
 
 
-def _failed(item: DueSummary, error: Exception | str, ctx: JobContext | None) -> None:
+def _failed(item: DueSummary, error: Exception | str, ctx: JobContext | None, failures: list[str] | None) -> None:
     """One client's failure never stops the others' summaries."""
+    if failures is not None:
+        failures.append(f"{item}: {error}")
     if ctx is not None:
         ctx.item_failed(item, error)
     else:
@@ -194,6 +201,7 @@ def _render_all(
     medians: dict,
     now: datetime,
     ctx: JobContext | None,
+    failures: list[str] | None = None,
 ) -> list[tuple[DueSummary, MessageSpec]]:
     """Each due summary rendered; one that fails to render is that client's failed item.
     Near the deadline the rest are left for the next run (counted as `deferred`)."""
@@ -206,7 +214,7 @@ def _render_all(
             rendered.append((item, _summary_spec(item, rows, medians, now)))
         except Exception as exc:
             logger.exception("weekly_summary_render_failed", extra={"item": str(item)})
-            _failed(item, exc, ctx)
+            _failed(item, exc, ctx, failures)
     return rendered
 
 
@@ -216,16 +224,23 @@ def send_weekly_summaries(now: datetime | None = None, ctx: JobContext | None = 
     A fixed number of queries whatever the number of clients: the due clients, their stats
     (and the days still to aggregate), the medians, then one INSERT per batch of summaries."""
     now = now or timezone.now()
+    return queue_summaries(find_due_summaries(now, ctx), now, ctx)
+
+
+def queue_summaries(
+    due: list[DueSummary], now: datetime, ctx: JobContext | None = None, failures: list[str] | None = None
+) -> list[ScheduledMessage]:
+    """Render and queue `due` (the Monday job's, or one client schedule's occurrence); each
+    failure is the client's failed item in `ctx` and, when given, a line in `failures`."""
     log = ctx.log if ctx is not None else logger
-    due = find_due_summaries(now, ctx)
     if not due:
         return []
     rows, medians = load_week_stats(due, now)
-    rendered = _render_all(due, rows, medians, now, ctx)
+    rendered = _render_all(due, rows, medians, now, ctx, failures)
     result = schedule_messages([spec for _, spec in rendered], source=SOURCE, now=now)
     for index, (item, _) in enumerate(rendered):
         if index in result.errors:
-            _failed(item, describe_errors(result.errors[index]), ctx)
+            _failed(item, describe_errors(result.errors[index]), ctx, failures)
         elif ctx is not None:
             ctx.item_succeeded()
     log.info("weekly_summaries_queued", extra={"queued": len(result.created), "due": len(due)})

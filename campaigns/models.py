@@ -97,6 +97,8 @@ class Campaign(models.Model):
     # When a tick last visited it: the tick visits the longest-unvisited first, so the
     # campaigns a deadline left out go first next time.
     last_ticked_at = models.DateTimeField(null=True, blank=True)
+    # The client schedule occurrence that launched it (schedule:<id>:<occurrence UTC>), if one did.
+    source_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=utc_now)

@@ -64,8 +64,10 @@ def create_campaign(
     per_minute: int | None = None,
     window: tuple[time, time] | None = None,
     start_at: datetime | None = None,
+    source_key: str | None = None,
 ) -> Campaign:
-    """A queued campaign; ValidationError naming each wrong field."""
+    """A queued campaign; ValidationError naming each wrong field. `source_key`: the client
+    schedule occurrence creating it (unique: a second one with the key is an IntegrityError)."""
     errors = template_errors(channel, body, subject)
     if channel not in Channel.values:
         errors["channel"] = f"Unknown channel {channel!r}: use 'sms' or 'email'."
@@ -82,6 +84,7 @@ def create_campaign(
         window_start=window[0] if window else None,
         window_end=window[1] if window else None,
         start_at=start_at,
+        source_key=source_key,
     )
     logger.info("campaign_created", extra={"campaign_id": campaign.pk, "client_id": client.pk})
     return campaign

@@ -6,7 +6,7 @@ from rest_framework import serializers
 from config.api_errors import RefusesUnknownFields
 from messaging.models import Client
 from schedules.models import ClientSchedule, ScheduleExecution
-from schedules.services import derive_cron, next_runs
+from schedules.services import derive_cron, next_runs, params_problems
 
 
 class ScheduleSerializer(RefusesUnknownFields, serializers.ModelSerializer):
@@ -48,7 +48,12 @@ class ScheduleSerializer(RefusesUnknownFields, serializers.ModelSerializer):
             raise serializers.ValidationError(
                 {field if field in self.fields else "non_field_errors": [reason]}
             ) from exc
+        if problems := params_problems(probe.kind, probe.client, attrs.get("params", self._params())):
+            raise serializers.ValidationError({"params": problems})
         return attrs
+
+    def _params(self) -> dict:
+        return self.instance.params if self.instance is not None else {}
 
     def _current(self) -> dict[str, Any]:
         if self.instance is None:

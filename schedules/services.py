@@ -30,17 +30,27 @@ REFIRE_AFTER = timedelta(minutes=5)
 MAX_MISSED_RECORDED = 100  # a schedule idle for months records its latest misses, not thousands
 
 Handler = Callable[[ClientSchedule, datetime, str], str]
+ParamsCheck = Callable[[Any, dict], list[str]]
 _handlers: dict[str, Handler] = {}
+_params_checks: dict[str, ParamsCheck] = {}
 
 
-def handles(kind: str) -> Callable[[Handler], Handler]:
-    """Register the function that does a kind's work: `fn(schedule, occurrence, key) -> detail`."""
+def handles(kind: str, params: ParamsCheck | None = None) -> Callable[[Handler], Handler]:
+    """Register the function that does a kind's work: `fn(schedule, occurrence, key) -> detail`,
+    and optionally `params(client, params) -> [problems]` to check a schedule's params up front."""
 
     def decorator(func: Handler) -> Handler:
         _handlers[kind] = func
+        if params is not None:
+            _params_checks[kind] = params
         return func
 
     return decorator
+
+
+def params_problems(kind: str, client: Any, params: dict) -> list[str]:
+    check = _params_checks.get(kind)
+    return check(client, params) if check else []
 
 
 def derive_cron(item: ClientSchedule) -> str:
