@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.http import HttpRequest
 
+from messaging.models import Client
 from schedules.models import ClientSchedule, ScheduleExecution
 from schedules.services import save_schedule
 
@@ -32,3 +33,19 @@ class ClientScheduleAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: ClientSchedule, form, change: bool) -> None:  # type: ignore[no-untyped-def]
         save_schedule(obj, set(form.changed_data) if change else set())
+
+
+class ClientScheduleInline(admin.TabularInline):
+    """The client's schedules, on the client's admin page."""
+
+    model = ClientSchedule
+    fields = ("name", "kind", "frequency", "cron", "timezone", "enabled", "next_occurrence_at")
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    show_change_link = True
+
+
+# The client's page lists its schedules; messaging stays unaware of this app.
+_client_admin = admin.site.get_model_admin(Client)
+_client_admin.inlines = [*_client_admin.inlines, ClientScheduleInline]

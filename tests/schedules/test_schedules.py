@@ -209,3 +209,13 @@ def test_a_view_only_user_cannot_change_schedules():
     assert client.get("/api/schedules/").status_code == 200
     assert client.post(f"/api/schedules/{item.pk}/toggle/").status_code == 403
     assert client.patch(f"/api/schedules/{item.pk}/", {"name": "y"}, format="json").status_code == 403
+
+
+def test_the_clients_admin_page_lists_its_schedules(admin_client):
+    owner = make_client()
+    schedule(owner, created=datetime(2026, 12, 1, tzinfo=UTC), frequency="daily", time=time(9, 0))
+    content = admin_client.get(f"/admin/messaging/client/{owner.pk}/change/").content.decode()
+    assert "Client schedules" in content and "0 9 * * *" in content
+    item = ClientSchedule.objects.get()
+    page = admin_client.get(f"/admin/schedules/clientschedule/{item.pk}/change/")
+    assert page.status_code == 200
