@@ -3,6 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from config import views
+from observability.views import metrics
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="cron-dashboard"), name="home"),
@@ -11,4 +12,5 @@ urlpatterns = [
     path("", include("scheduling.urls")),
     path("", include("scheduling.dashboard_urls")),
     path("", include("messaging.web.urls")),
+    path("metrics", metrics, name="metrics"),
 ]

@@ -1,0 +1,32 @@
+"""The message-queue reads /metrics needs: grouped counts, one query each, no rows loaded."""
+
+from datetime import datetime
+
+from django.db.models import Count, Min
+from django.db.models.functions import Greatest
+
+from messaging.models import DeliveryAttempt, ScheduledMessage
+from messaging.models.queue import Status
+
+
+def message_counts() -> dict[tuple[str, str], int]:
+    """(status, channel) -> messages in that state now."""
+    rows = ScheduledMessage.objects.order_by().values("status", "channel").annotate(n=Count("pk"))
+    return {(row["status"], row["channel"]): row["n"] for row in rows}
+
+
+def oldest_due_since(now: datetime) -> datetime | None:
+    """When the longest-waiting claimable message became due (what process-scheduled would
+    take now: pending, send_at and next_attempt_at both past), or None if none is due.
+
+    Due since the later of the two: a message queued early for a later send_at is not late
+    before its send_at, and one backing off is not due before its next attempt.
+    """
+    due = ScheduledMessage.objects.filter(status=Status.PENDING, send_at__lte=now, next_attempt_at__lte=now)
+    return due.aggregate(since=Min(Greatest("send_at", "next_attempt_at")))["since"]
+
+
+def attempt_counts() -> dict[tuple[str, str], int]:
+    """(channel, outcome) -> provider calls recorded with that outcome (DeliveryAttempt)."""
+    rows = DeliveryAttempt.objects.order_by().values("message__channel", "outcome").annotate(n=Count("pk"))
+    return {(row["message__channel"], row["outcome"]): row["n"] for row in rows}
