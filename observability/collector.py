@@ -140,13 +140,12 @@ def _message_metrics(counts: dict[tuple[str, str], int], due_since: datetime | N
     yield from (messages, oldest)
 
 
-def _attempt_metric(counts: dict[tuple[str, str], int]) -> Metric:
+def _attempt_metric(counts: dict[str, int]) -> Metric:
     attempts = CounterMetricFamily(
         f"{PREFIX}_delivery_attempts",
-        "Provider calls by channel and outcome (sent, transient, permanent, account, ...).",
-        labels=["channel", "outcome"],
+        "Provider calls by outcome (sent, transient, permanent, account, ...).",
+        labels=["outcome"],
     )
-    for channel in Channel.values:
-        for outcome in Outcome.values:
-            attempts.add_metric([channel, outcome], counts.get((channel, outcome), 0))
+    for outcome in Outcome.values:
+        attempts.add_metric([outcome], counts.get(outcome, 0))
     return attempts

@@ -181,7 +181,11 @@ class DeliveryAttempt(models.Model):
 
     class Meta:
         ordering = ["started_at"]
-        indexes = [models.Index(fields=["message", "started_at"], name="attempt_message_started")]
+        indexes = [
+            models.Index(fields=["message", "started_at"], name="attempt_message_started"),
+            # GET /metrics, every scrape: attempts per outcome, counted from this index alone.
+            models.Index(fields=["outcome"], name="metrics_attempt_outcome"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.outcome} at {self.started_at:%Y-%m-%d %H:%M:%S}"

@@ -157,20 +157,20 @@ def test_oldest_due_age_is_zero_when_nothing_is_due(client):
     assert value(samples, f"{P}messages_oldest_due_age_seconds") == 0
 
 
-def test_provider_outcomes_by_channel_and_kind(client):
+def test_provider_outcomes_by_kind(client):
     sms, mail = message("sms", "sent"), message("email", "pending")
     for outcome in ("transient", "transient", "sent"):
         DeliveryAttempt.objects.create(message=sms, outcome=outcome)
-    for outcome in ("account", "permanent"):
+    for outcome in ("account", "permanent", "sent"):
         DeliveryAttempt.objects.create(message=mail, outcome=outcome)
     samples = scrape(client)
 
     attempts = f"{P}delivery_attempts_total"
-    assert value(samples, attempts, channel="sms", outcome="transient") == 2
-    assert value(samples, attempts, channel="sms", outcome="sent") == 1
-    assert value(samples, attempts, channel="email", outcome="account") == 1
-    assert value(samples, attempts, channel="email", outcome="permanent") == 1
-    assert value(samples, attempts, channel="email", outcome="sent") == 0
+    assert value(samples, attempts, outcome="sent") == 2
+    assert value(samples, attempts, outcome="transient") == 2
+    assert value(samples, attempts, outcome="account") == 1
+    assert value(samples, attempts, outcome="permanent") == 1
+    assert value(samples, attempts, outcome="reconciled") == 0
 
 
 def test_the_view_owns_its_registry_no_process_metrics_and_every_family_documented(client):
