@@ -21,6 +21,8 @@ from scheduling import run_totals
 from scheduling.models import Health, Job, RunStatus
 
 PREFIX = "messaging_cron"
+# The job's label is `cron_job`, not `job`: Prometheus gives every scraped series a `job`
+# label of its own (the scrape job) and would rename ours to `exported_job`.
 
 
 class DatabaseCollector:
@@ -70,17 +72,19 @@ def _job_metrics(jobs: list[Job], now: datetime) -> Iterator[Metric]:
     last_success = GaugeMetricFamily(
         f"{PREFIX}_job_last_success_timestamp_seconds",
         "Start of the job's last run that did its work (succeeded or partial), Unix time.",
-        labels=["job"],
+        labels=["cron_job"],
     )
     last_run = GaugeMetricFamily(
-        f"{PREFIX}_job_last_run_timestamp_seconds", "Start of the job's last run, Unix time.", labels=["job"]
+        f"{PREFIX}_job_last_run_timestamp_seconds", "Start of the job's last run, Unix time.", labels=["cron_job"]
     )
-    enabled = GaugeMetricFamily(f"{PREFIX}_job_enabled", "1 if the job is enabled.", labels=["job"])
+    enabled = GaugeMetricFamily(f"{PREFIX}_job_enabled", "1 if the job is enabled.", labels=["cron_job"])
     overdue = GaugeMetricFamily(
-        f"{PREFIX}_job_overdue", "1 if the job missed its schedule by more than its grace.", labels=["job"]
+        f"{PREFIX}_job_overdue", "1 if the job missed its schedule by more than its grace.", labels=["cron_job"]
     )
     health = GaugeMetricFamily(
-        f"{PREFIX}_job_health", "1 for the job's health state (Job.health), 0 for the others.", labels=["job", "state"]
+        f"{PREFIX}_job_health",
+        "1 for the job's health state (Job.health), 0 for the others.",
+        labels=["cron_job", "state"],
     )
     for job in jobs:
         if job.last_success_at:
@@ -99,13 +103,13 @@ def _run_metrics(jobs: list[Job], totals: run_totals.Tallies) -> Iterator[Metric
     runs = CounterMetricFamily(
         f"{PREFIX}_job_runs",
         "Finished runs by job and status, including runs prune has deleted.",
-        labels=["job", "status"],
+        labels=["cron_job", "status"],
     )
-    running = GaugeMetricFamily(f"{PREFIX}_job_runs_in_progress", "Runs marked running now.", labels=["job"])
+    running = GaugeMetricFamily(f"{PREFIX}_job_runs_in_progress", "Runs marked running now.", labels=["cron_job"])
     duration = HistogramMetricFamily(
         f"{PREFIX}_job_run_duration_seconds",
         "Duration of runs that did their work (succeeded, partial, failed).",
-        labels=["job"],
+        labels=["cron_job"],
     )
     for job in jobs:
         for status in run_totals.FINISHED_STATUSES:

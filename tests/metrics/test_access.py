@@ -52,3 +52,12 @@ def test_repeated_wrong_secrets_are_throttled_but_the_right_one_passes(client):
 
 def test_only_get(client):
     assert client.post("/metrics", HTTP_AUTHORIZATION="Bearer test-secret-one").status_code == 405
+
+
+def test_a_malformed_allow_list_stops_start_up_naming_the_setting():
+    from tests.conftest import start_manage
+
+    process = start_manage("check", METRICS_ALLOWED_IPS="127.0.0.1,10.0.0/33")
+    _, err = process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert "METRICS_ALLOWED_IPS: '10.0.0/33' does not appear to be an IPv4 or IPv6 network" in err

@@ -38,27 +38,27 @@ def test_runs_by_job_and_status_and_their_duration_histogram(client):
     samples = scrape(client)
 
     runs = f"{P}job_runs_total"
-    assert value(samples, runs, job="alpha", status="succeeded") == 3
-    assert value(samples, runs, job="alpha", status="failed") == 1
-    assert value(samples, runs, job="alpha", status="skipped") == 1
-    assert value(samples, runs, job="alpha", status="abandoned") == 0
-    assert value(samples, runs, job="beta", status="partial") == 1
-    assert (runs, (("job", "alpha"), ("status", "running"))) not in samples
-    assert value(samples, f"{P}job_runs_in_progress", job="alpha") == 1
-    assert value(samples, f"{P}job_runs_in_progress", job="beta") == 0
+    assert value(samples, runs, cron_job="alpha", status="succeeded") == 3
+    assert value(samples, runs, cron_job="alpha", status="failed") == 1
+    assert value(samples, runs, cron_job="alpha", status="skipped") == 1
+    assert value(samples, runs, cron_job="alpha", status="abandoned") == 0
+    assert value(samples, runs, cron_job="beta", status="partial") == 1
+    assert (runs, (("cron_job", "alpha"), ("status", "running"))) not in samples
+    assert value(samples, f"{P}job_runs_in_progress", cron_job="alpha") == 1
+    assert value(samples, f"{P}job_runs_in_progress", cron_job="beta") == 0
 
     bucket = f"{P}job_run_duration_seconds_bucket"
     # Succeeded and failed runs are timed; the skipped and the running one are not.
-    assert value(samples, bucket, job="alpha", le="0.1") == 1
-    assert value(samples, bucket, job="alpha", le="0.5") == 2
-    assert value(samples, bucket, job="alpha", le="2.5") == 2
-    assert value(samples, bucket, job="alpha", le="5.0") == 3
-    assert value(samples, bucket, job="alpha", le="30.0") == 3
-    assert value(samples, bucket, job="alpha", le="60.0") == 4
-    assert value(samples, bucket, job="alpha", le="+Inf") == 4
-    assert value(samples, f"{P}job_run_duration_seconds_count", job="alpha") == 4
-    assert value(samples, f"{P}job_run_duration_seconds_sum", job="alpha") == pytest.approx(48.45)
-    assert value(samples, bucket, job="beta", le="1.0") == 1
+    assert value(samples, bucket, cron_job="alpha", le="0.1") == 1
+    assert value(samples, bucket, cron_job="alpha", le="0.5") == 2
+    assert value(samples, bucket, cron_job="alpha", le="2.5") == 2
+    assert value(samples, bucket, cron_job="alpha", le="5.0") == 3
+    assert value(samples, bucket, cron_job="alpha", le="30.0") == 3
+    assert value(samples, bucket, cron_job="alpha", le="60.0") == 4
+    assert value(samples, bucket, cron_job="alpha", le="+Inf") == 4
+    assert value(samples, f"{P}job_run_duration_seconds_count", cron_job="alpha") == 4
+    assert value(samples, f"{P}job_run_duration_seconds_sum", cron_job="alpha") == pytest.approx(48.45)
+    assert value(samples, bucket, cron_job="beta", le="1.0") == 1
 
 
 def test_prune_folds_deleted_runs_so_counters_and_histogram_never_go_down(client, settings):
@@ -76,14 +76,14 @@ def test_prune_folds_deleted_runs_so_counters_and_histogram_never_go_down(client
     after = scrape(client)
 
     assert JobRun.objects.count() == 2
-    assert value(after, f"{P}job_runs_total", job="alpha", status="succeeded") == 3
-    assert value(after, f"{P}job_runs_total", job="alpha", status="failed") == 1
+    assert value(after, f"{P}job_runs_total", cron_job="alpha", status="succeeded") == 3
+    assert value(after, f"{P}job_runs_total", cron_job="alpha", status="failed") == 1
     for name, labels in before:
         if name.startswith(f"{P}job_run") and "in_progress" not in name:
             assert after[(name, labels)] >= before[(name, labels)], name
-    assert value(after, f"{P}job_run_duration_seconds_bucket", job="alpha", le="0.5") == 2
-    assert value(after, f"{P}job_run_duration_seconds_bucket", job="alpha", le="10.0") == 4
-    assert value(after, f"{P}job_run_duration_seconds_sum", job="alpha") == pytest.approx(9.4)
+    assert value(after, f"{P}job_run_duration_seconds_bucket", cron_job="alpha", le="0.5") == 2
+    assert value(after, f"{P}job_run_duration_seconds_bucket", cron_job="alpha", le="10.0") == 4
+    assert value(after, f"{P}job_run_duration_seconds_sum", cron_job="alpha") == pytest.approx(9.4)
 
 
 def test_a_run_through_the_runner_shows_up_with_its_last_success(client):
@@ -91,10 +91,10 @@ def test_a_run_through_the_runner_shows_up_with_its_last_success(client):
         result = run_job("watchdog", "manual")
         samples = scrape(client)
     assert result.status == "succeeded"
-    assert value(samples, f"{P}job_runs_total", job="watchdog", status="succeeded") == 1
-    assert value(samples, f"{P}job_last_success_timestamp_seconds", job="watchdog") == NOW.timestamp()
-    assert value(samples, f"{P}job_last_run_timestamp_seconds", job="watchdog") == NOW.timestamp()
-    assert value(samples, f"{P}job_run_duration_seconds_count", job="watchdog") == 1
+    assert value(samples, f"{P}job_runs_total", cron_job="watchdog", status="succeeded") == 1
+    assert value(samples, f"{P}job_last_success_timestamp_seconds", cron_job="watchdog") == NOW.timestamp()
+    assert value(samples, f"{P}job_last_run_timestamp_seconds", cron_job="watchdog") == NOW.timestamp()
+    assert value(samples, f"{P}job_run_duration_seconds_count", cron_job="watchdog") == 1
 
 
 def test_health_is_one_state_per_job_and_overdue_is_flagged(client):
@@ -107,15 +107,15 @@ def test_health_is_one_state_per_job_and_overdue_is_flagged(client):
 
     health = f"{P}job_health"
     # Every-5-minutes watchdog, created two hours ago, never ran: overdue.
-    assert value(samples, health, job="watchdog", state="overdue") == 1
-    assert value(samples, health, job="watchdog", state="ok") == 0
-    assert value(samples, f"{P}job_overdue", job="watchdog") == 1
-    assert value(samples, health, job="prune", state="disabled") == 1
-    assert value(samples, f"{P}job_enabled", job="prune") == 0
-    assert value(samples, f"{P}job_overdue", job="prune") == 0
-    assert value(samples, health, job="daily", state="failing") == 1
+    assert value(samples, health, cron_job="watchdog", state="overdue") == 1
+    assert value(samples, health, cron_job="watchdog", state="ok") == 0
+    assert value(samples, f"{P}job_overdue", cron_job="watchdog") == 1
+    assert value(samples, health, cron_job="prune", state="disabled") == 1
+    assert value(samples, f"{P}job_enabled", cron_job="prune") == 0
+    assert value(samples, f"{P}job_overdue", cron_job="prune") == 0
+    assert value(samples, health, cron_job="daily", state="failing") == 1
     for job in Job.objects.values_list("name", flat=True):
-        states = [v for (name, labels), v in samples.items() if name == health and ("job", job) in labels]
+        states = [v for (name, labels), v in samples.items() if name == health and ("cron_job", job) in labels]
         assert sorted(states) == [0, 0, 0, 0, 0, 1], job
     # A job that never succeeded has no last-success sample rather than a 1970 one.
     assert not [key for key in samples if key[0] == f"{P}job_last_success_timestamp_seconds"]
