@@ -3,7 +3,6 @@
 from datetime import datetime
 
 from django.db.models import Count, Min
-from django.db.models.functions import Greatest
 
 from messaging.models import DeliveryAttempt, ScheduledMessage
 from messaging.models.queue import Status
@@ -19,11 +18,12 @@ def oldest_due_since(now: datetime) -> datetime | None:
     """When the longest-waiting claimable message became due (what process-scheduled would
     take now: pending, send_at and next_attempt_at both past), or None if none is due.
 
-    Due since the later of the two: a message queued early for a later send_at is not late
-    before its send_at, and one backing off is not due before its next attempt.
+    next_attempt_at starts equal to send_at and only ever moves later (backoff, quiet hours,
+    a retry now), so the smallest one is when the oldest became due; PostgreSQL reads it
+    from the head of the claim index (sched_claim_next) however long the backlog is.
     """
     due = ScheduledMessage.objects.filter(status=Status.PENDING, send_at__lte=now, next_attempt_at__lte=now)
-    return due.aggregate(since=Min(Greatest("send_at", "next_attempt_at")))["since"]
+    return due.aggregate(since=Min("next_attempt_at"))["since"]
 
 
 def attempt_counts() -> dict[str, int]:

