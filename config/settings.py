@@ -5,6 +5,7 @@ DEBUG off it refuses to start without SECRET_KEY and CRON_SECRET. Every variable
 with a comment, in `.env.example`.
 """
 
+import ipaddress
 from pathlib import Path
 
 import environ
@@ -184,6 +185,14 @@ CRON_AUTH_FAILURES_PER_MINUTE = env.int("CRON_AUTH_FAILURES_PER_MINUTE", default
 CRON_TRUSTED_PROXIES = env.list("CRON_TRUSTED_PROXIES", default=["127.0.0.1", "::1"])
 CRON_IDEMPOTENCY_HOURS = env.int("CRON_IDEMPOTENCY_HOURS", default=24)
 CRON_EXTRA_JOB_MODULES = env.list("CRON_EXTRA_JOB_MODULES", default=[])
+# Who may scrape GET /metrics without the cron secret: addresses or networks ("10.0.0.0/8"),
+# as the trusted proxy reports the caller (see CRON_TRUSTED_PROXIES).
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"])
+for _entry in METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_entry, strict=False)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"METRICS_ALLOWED_IPS: {exc} (an address or a network such as 10.0.0.0/8)") from exc
 
 # --- Providers ------------------------------------------------------------------------------
 SMS_PROVIDER = env.str("SMS_PROVIDER", default="console")

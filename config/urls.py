@@ -3,6 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from config import views
+from observability.views import metrics
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="cron-dashboard"), name="home"),
@@ -14,4 +15,5 @@ urlpatterns = [
     path("", include("notifications.urls")),
     path("", include("schedules.urls")),
     path("", include("campaigns.urls")),
+    path("metrics", metrics, name="metrics"),
 ]

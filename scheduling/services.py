@@ -4,10 +4,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from scheduling import alerts, locks, registry, schedule
+from scheduling import alerts, locks, registry, run_totals, schedule
 from scheduling.models import Health, Job, JobRun, RunStatus
 
 
@@ -65,7 +66,11 @@ def reap_abandoned_runs(now: datetime) -> list[int]:
 
 
 def prune_runs(now: datetime, batch_size: int = 5000) -> int:
-    """Delete runs older than CRON_RUN_RETENTION_DAYS, a batch at a time (short locks)."""
+    """Delete runs older than CRON_RUN_RETENTION_DAYS, a batch at a time (short locks).
+
+    Each batch is first folded into RunTotal in the same transaction, so the run totals
+    /metrics reports never go down.
+    """
     cutoff = now - timedelta(days=settings.CRON_RUN_RETENTION_DAYS)
     deleted = 0
     while True:
@@ -76,7 +81,10 @@ def prune_runs(now: datetime, batch_size: int = 5000) -> int:
         )
         if not ids:
             return deleted
-        deleted += JobRun.objects.filter(pk__in=ids).delete()[0]
+        with transaction.atomic():
+            batch = JobRun.objects.filter(pk__in=ids)
+            run_totals.fold_runs(batch)
+            deleted += batch.delete()[0]
 
 
 def run_rates(since: datetime) -> dict[int, dict[str, Any]]:

@@ -1,0 +1,1 @@
+"""Prometheus metrics, derived from the database at scrape time (see docs/operations.md)."""
