@@ -29,11 +29,13 @@ from django.template import Template
 from campaigns.launching import Launch, launch_messages, recipient_key
 from campaigns.models import (
     ACTIVE,
+    CAMPAIGN_TRANSITIONS,
     Campaign,
     CampaignRecipient,
     CampaignStatus,
     PendingRecipient,
     RecipientState,
+    allowed_sources,
     launch_recipients,
     move_campaign,
     move_recipients,
@@ -43,6 +45,8 @@ from messaging.delivery.suppressions import suppressed_emails
 from messaging.models import Channel, Status
 from messaging.optouts import opt_outs_for
 from messaging.quiet_hours import next_allowed_time
+from notifications.models import Event
+from notifications.services import notify
 
 logger = logging.getLogger("campaigns.tick")
 
@@ -266,6 +270,32 @@ def _tick_batch(batch: list[int], now: datetime) -> TickResult:
     return result
 
 
+def _complete(campaign_ids: list[int], now: datetime) -> list[int]:
+    """Move the finished campaigns to completed and tell who asked (once: only the tick whose
+    UPDATE changed the row notifies, also with two ticks at once); their ids."""
+    if not campaign_ids:
+        return []
+    table = Campaign._meta.db_table
+    marks = ", ".join(["%s"] * len(campaign_ids))
+    sources = sorted(allowed_sources(CAMPAIGN_TRANSITIONS, CampaignStatus.COMPLETED, ACTIVE))
+    states = ", ".join(["%s"] * len(sources))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET status = %s, completed_at = %s, updated_at = %s"
+            f" WHERE id IN ({marks}) AND status IN ({states}) RETURNING id, name",
+            [CampaignStatus.COMPLETED, now, now, *campaign_ids, *sources],
+        )
+        completed = cursor.fetchall()
+    for campaign_id, name in completed:
+        notify(
+            Event.CAMPAIGN_COMPLETED,
+            f"[campaign] {name} completed",
+            f"Campaign {campaign_id} has nothing left to launch or in flight.",
+            link="/campaigns/",
+        )
+    return [campaign_id for campaign_id, _ in completed]
+
+
 def _record_visit(
     campaigns: list[Campaign],
     counts: dict[int, _Counts],
@@ -290,7 +320,7 @@ def _record_visit(
         and all(r.pk in settled for r in pending.get(c.pk, ()))
         and c.pk not in launched_in
     ]
-    result.completed = move_campaign(finished, CampaignStatus.COMPLETED, expect=ACTIVE, completed_at=now)
+    result.completed = len(_complete(finished, now))
     for campaign_id, error in plan.errors.items():  # rare: one UPDATE each
         result.errors.append((campaign_id, error))
         Campaign.objects.filter(pk=campaign_id).update(last_error=error)

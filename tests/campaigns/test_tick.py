@@ -303,3 +303,16 @@ def test_window_across_midnight_in_the_clients_zone(client):
     add_recipients(campaign, 2)
     assert process_campaigns(NOON).launched == 0
     assert process_campaigns(NOON.replace(hour=3, minute=30) + timedelta(days=1)).launched == 2
+
+
+def test_a_completed_campaign_notifies_once(client):
+    from django.contrib.auth import get_user_model
+
+    from notifications.models import Notification
+
+    get_user_model().objects.create_user("ops", password="pw-for-tests", is_staff=True)
+    make_campaign(client, name="Empty one")
+    process_campaigns(NOON)
+    process_campaigns(NOON + timedelta(minutes=1))
+    (note,) = Notification.objects.all()
+    assert note.event == "campaign_completed" and note.subject == "[campaign] Empty one completed"
