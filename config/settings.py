@@ -180,6 +180,9 @@ CRON_MAX_LOAD = env.float("CRON_MAX_LOAD", default=4.0)
 CRON_OVERLOAD_ALERT_AFTER = env.int("CRON_OVERLOAD_ALERT_AFTER", default=3)
 CRON_RUN_RETENTION_DAYS = env.int("CRON_RUN_RETENTION_DAYS", default=30)
 CRON_LOCK_DIR = env.str("CRON_LOCK_DIR", default=str(BASE_DIR / "var" / "locks"))
+# A direct PostgreSQL connection for the job locks when DATABASE_URL goes through PgBouncer in
+# transaction mode (a session advisory lock needs one server session for the whole run).
+CRON_LOCK_DATABASE_URL = env_secret("CRON_LOCK_DATABASE_URL", default="")
 CRON_AUTH_FAILURES_PER_MINUTE = env.int("CRON_AUTH_FAILURES_PER_MINUTE", default=20)
 # Proxies whose X-Real-IP header names the caller for the failed-auth throttle.
 CRON_TRUSTED_PROXIES = env.list("CRON_TRUSTED_PROXIES", default=["127.0.0.1", "::1"])

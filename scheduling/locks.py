@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Protocol
 
+import environ
 import psycopg
 from django.conf import settings
 from django.db import connection
@@ -71,8 +72,28 @@ def _is_postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
+def _direct_params(url: str) -> dict:
+    """psycopg parameters from CRON_LOCK_DATABASE_URL (a direct connection past a pooler)."""
+    config = environ.Env.db_url_config(url)
+    params = {
+        "dbname": config.get("NAME"),
+        "user": config.get("USER") or None,
+        "password": config.get("PASSWORD") or None,
+        "host": config.get("HOST") or None,
+        "port": config.get("PORT") or None,
+        **config.get("OPTIONS", {}),
+    }
+    return {key: value for key, value in params.items() if value not in (None, "")}
+
+
 def _open_lock_connection(name: str) -> psycopg.Connection:
-    params = connection.get_connection_params()
+    # A session advisory lock must stay on one server session for the whole run: behind
+    # PgBouncer in transaction mode each statement may land on another one, so the lock then
+    # takes a direct connection of its own (CRON_LOCK_DATABASE_URL).
+    if settings.CRON_LOCK_DATABASE_URL:
+        params = _direct_params(settings.CRON_LOCK_DATABASE_URL)
+    else:
+        params = connection.get_connection_params()
     params.pop("cursor_factory", None)
     params.pop("context", None)
     params.pop("prepare_threshold", None)

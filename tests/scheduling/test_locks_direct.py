@@ -1,0 +1,27 @@
+"""CRON_LOCK_DATABASE_URL: the job lock's own direct connection (PgBouncer in transaction mode)."""
+
+import psycopg
+import pytest
+
+from scheduling import locks
+from tests.conftest import database_url
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_lock_uses_the_direct_url_when_one_is_set(settings):
+    settings.CRON_LOCK_DATABASE_URL = database_url().replace("127.0.0.1", "localhost")
+    lock = locks.acquire("test-direct")
+    try:
+        assert lock is not None and locks.is_held("test-direct")
+        assert locks.acquire("test-direct") is None  # the same server, the same lock
+    finally:
+        lock.release()
+    assert not locks.is_held("test-direct")
+
+
+def test_a_wrong_direct_url_is_an_error_not_a_lock_elsewhere(settings):
+    host_port = database_url().split("@", 1)[1].split("/", 1)[0]
+    settings.CRON_LOCK_DATABASE_URL = database_url().replace(host_port, "127.0.0.1:1")
+    with pytest.raises(psycopg.OperationalError):
+        locks.acquire("test-direct")
