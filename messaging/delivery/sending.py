@@ -1,6 +1,7 @@
 """The process-scheduled job: claim due messages, send them outside any transaction with a
 bounded thread pool, record each outcome. Safe to run in many processes on many hosts."""
 
+import math
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -8,11 +9,13 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.db.models import Q
 from django.utils import timezone
 
 from messaging.delivery.claiming import claim_due_messages, release
 from messaging.delivery.halts import PROVIDER_NAMES, Breaker, Halts
 from messaging.delivery.outcomes import SendOutcome, account_problem, record_many
+from messaging.delivery.pacing import MAX_RATE_LIMITED_TRIES, RunPacing
 from messaging.delivery.providers import get_email_provider, get_sms_provider
 from messaging.delivery.providers.base import AccountError, EmailPayload, TransientError
 from messaging.delivery.reconcile import recover_expired_leases
@@ -35,12 +38,33 @@ def status_callback_url() -> str | None:
     return f"{base}/webhooks/twilio/status/" if base else None
 
 
-def send_one(message: ScheduledMessage, stop: threading.Event, halts: Halts) -> SendOutcome | None:
-    """One provider call, no database access (runs in a pool thread). None when the message
-    was not started (the run is stopping, its provider or sender was halted, or its lease is
-    about to end): it is released."""
-    if stop.is_set() or halts.blocks(message) or time.monotonic() > message.send_by - LEASE_SAFETY_MARGIN_SECONDS:
-        return None
+def send_one(
+    message: ScheduledMessage,
+    stop: threading.Event,
+    halts: Halts,
+    pacing: RunPacing | None = None,
+    until: float = math.inf,
+) -> SendOutcome | None:
+    """One provider call, no database access of Django's (runs in a pool thread). None when
+    the message was not started (the run is stopping, its provider or sender was halted, no
+    send slot comes before its lease or the run (`until`, monotonic) must end): it is
+    released, its attempt unused. Waiting for a slot, and a 429 (which the provider never
+    processed: it pauses the allowance for everyone), keep the message claimed."""
+    until = min(until, message.send_by - LEASE_SAFETY_MARGIN_SECONDS)
+    pacing = pacing or RunPacing()
+    outcome = None
+    for _ in range(MAX_RATE_LIMITED_TRIES):
+        if stop.is_set() or halts.blocks(message) or pacing.blocks(message) or time.monotonic() > until:
+            return None
+        if not pacing.take_slots(message, until, stop):
+            return None
+        outcome = _call_provider(message)
+        if not pacing.rate_limited(message, outcome.error):
+            break
+    return outcome
+
+
+def _call_provider(message: ScheduledMessage) -> SendOutcome:
     started, clock = timezone.now(), time.monotonic()
     outcome = SendOutcome(message=message, started_at=started, duration_ms=0)
     try:
@@ -86,7 +110,11 @@ def deliver_due_messages(ctx: JobContext) -> None:
     low_water = 2 * settings.DELIVERY_CONCURRENCY
     stop = threading.Event()
     halts = Halts()
-    watch = _ProviderWatch(ctx, halts, Breaker(settings.DELIVERY_BREAKER_THRESHOLD))
+    pacing = RunPacing()
+    # No send slot is taken that comes after the run must stop taking work (ctx.should_stop's
+    # margin is at most a tenth of the run): a throttled channel is then left for the next run.
+    run_until = time.monotonic() + 0.9 * ctx.time_left()
+    watch = _ProviderWatch(ctx, halts, Breaker(settings.DELIVERY_BREAKER_THRESHOLD), pacing, run_until)
     futures: dict[Future, ScheduledMessage] = {}
     unsent: list[ScheduledMessage] = []
     recorder = _Recorder(ctx)
@@ -98,7 +126,7 @@ def deliver_due_messages(ctx: JobContext) -> None:
                     stop.set()  # sends not yet started come back as None and are released
                 if not (queue_empty or stop.is_set()) and len(futures) < low_water:
                     claim = claim_due_messages(
-                        timezone.now(), settings.DELIVERY_BATCH_SIZE, lease, exclude=halts.exclusion()
+                        timezone.now(), settings.DELIVERY_BATCH_SIZE, lease, exclude=_exclusion(halts, pacing)
                     )
                     ctx.add("deferred_quiet_hours", claim.deferred)
                     ctx.add("opted_out", claim.opted_out)
@@ -133,17 +161,28 @@ def deliver_due_messages(ctx: JobContext) -> None:
     watch.report()
 
 
+def _exclusion(halts: Halts, pacing: RunPacing) -> Q | None:
+    """What a claim leaves out: halted providers and senders, throttled channels."""
+    throttled = pacing.channels()
+    halted = halts.exclusion()
+    if not throttled:
+        return halted
+    condition = Q(channel__in=throttled)
+    return condition | halted if halted is not None else condition
+
+
 class _ProviderWatch:
     """Halts a provider (or one SMS sender) on an account error or a run of transient errors,
     and tells the run once per provider what happened and what to fix."""
 
-    def __init__(self, ctx: JobContext, halts: Halts, breaker: Breaker) -> None:
+    def __init__(self, ctx: JobContext, halts: Halts, breaker: Breaker, pacing: RunPacing, until: float) -> None:
         self.ctx, self.halts, self.breaker = ctx, halts, breaker
+        self.pacing, self.until = pacing, until
 
     def send(self, message: ScheduledMessage, stop: threading.Event) -> SendOutcome | None:
         """send_one, then judge its outcome in the same pool thread: a halt takes effect
         before this thread (or any other) starts another send."""
-        outcome = send_one(message, stop, self.halts)
+        outcome = send_one(message, stop, self.halts, self.pacing, self.until)
         if outcome is not None:
             self.saw(outcome)
         return outcome
@@ -171,6 +210,12 @@ class _ProviderWatch:
             self.breaker.success(channel)
 
     def report(self) -> None:
+        for key, count in self.pacing.counts.items():
+            self.ctx.add(key, count)
+        if self.pacing.throttled:
+            # Not a failure: the provider's allowance is used up until after this run; the
+            # next run sends what was released.
+            self.ctx.data["throttled"] = sorted(PROVIDER_NAMES[c] for c in self.pacing.throttled)
         if self.halts.channels or self.halts.senders:
             self.ctx.data["halted"] = sorted(
                 [PROVIDER_NAMES[c] for c in self.halts.channels] + [f"SMS from {s}" for s in self.halts.senders]

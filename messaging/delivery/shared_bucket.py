@@ -1,0 +1,181 @@
+"""An allowance held in PostgreSQL (messaging.RateBucket), shared by every process on every
+host: one statement hands a process a batch of evenly spaced send slots.
+
+Why not pyrate-limiter's PostgresBucket: it stores one row per request, and each acquire
+locks the whole table (`LOCK TABLE ... NOWAIT`, refusing the caller when another holds it),
+counts the window, inserts, and asks the database's clock apart: several round trips per
+request, a table that grows and needs leaking, and no way to say "the provider paused us
+until T". Here a grant is one UPDATE on one row, whatever the batch size.
+
+The row keeps `next_slot`, the earliest time the next request may go, on the database's
+clock (`clock_timestamp()`), so hosts whose clocks disagree share one pace. A grant of n
+slots starts at max(next_slot, now) and moves next_slot on by n / rate. A process asks for
+as many slots as it has threads waiting, and gets no more than reach RESERVE_SECONDS ahead
+(at least one): slots it holds and does not use are lost (the pace only ever errs slow), and
+another process's 429 pause reaches it within that time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+
+import psycopg
+
+from messaging.delivery.ratelimit import wait_until
+
+logger = logging.getLogger("messaging.delivery")
+
+RESERVE_SECONDS = 0.25  # how far ahead one process may hold slots
+
+GRANT_SQL = """
+WITH slot AS (
+    SELECT b.name, c.now, greatest(b.next_slot, c.now) AS start
+    FROM messaging_ratebucket b, LATERAL (SELECT clock_timestamp() AS now) c
+    WHERE b.name = %(name)s
+    FOR UPDATE OF b
+), grant_ AS (
+    SELECT name, now, start,
+        CASE WHEN %(until)s::float8 IS NOT NULL AND start > now + make_interval(secs => %(until)s::float8) THEN 0
+             ELSE least(%(want)s::int, greatest(1,
+                 ceil((%(reserve)s::float8 - extract(epoch FROM start - now)::float8) * %(rate)s::float8)::int))
+        END AS n
+    FROM slot
+)
+UPDATE messaging_ratebucket b
+SET next_slot = g.start + make_interval(secs => g.n / %(rate)s::float8), updated_at = g.now
+FROM grant_ g
+WHERE b.name = g.name
+RETURNING extract(epoch FROM g.start - g.now)::float8, g.n
+"""
+
+CREATE_SQL = """
+INSERT INTO messaging_ratebucket (name, next_slot, pause_reason, updated_at)
+VALUES (%(name)s, clock_timestamp(), '', clock_timestamp())
+ON CONFLICT (name) DO NOTHING
+"""
+
+PAUSE_SQL = """
+UPDATE messaging_ratebucket
+SET next_slot = greatest(next_slot, clock_timestamp() + make_interval(secs => %(seconds)s::float8)),
+    paused_until = greatest(coalesce(paused_until, '-infinity'),
+                            clock_timestamp() + make_interval(secs => %(seconds)s::float8)),
+    pause_reason = left(%(reason)s, 200),
+    updated_at = clock_timestamp()
+WHERE name = %(name)s
+"""
+
+
+class _Connection:
+    """One autocommit connection per process for the limiter, apart from Django's
+    per-thread ones: a grant commits at once and never waits on a delivery transaction."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection | None = None
+        self.seconds = 0.0  # time spent in the database, for the benchmark
+        self.round_trips = 0
+
+    def execute(self, sql: str, params: dict) -> tuple | None:
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    if self._conn is None or self._conn.closed:
+                        self._conn = self._connect()
+                    started = time.perf_counter()
+                    cursor = self._conn.execute(sql, params)
+                    row = cursor.fetchone() if cursor.description else None
+                    self.seconds += time.perf_counter() - started
+                    self.round_trips += 1
+                    return row
+                except psycopg.OperationalError:
+                    self.close_locked()
+                    if attempt == 2:
+                        raise
+        return None
+
+    def _connect(self) -> psycopg.Connection:
+        from django.db import connections
+
+        params = connections["default"].get_connection_params()
+        params["application_name"] = "messaging-ratelimit"
+        return psycopg.connect(**params, autocommit=True)
+
+    def close_locked(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def close(self) -> None:
+        with self._lock:
+            self.close_locked()
+
+
+database = _Connection()
+
+
+class SharedBucket:
+    def __init__(self, name: str, rate: float) -> None:
+        if rate <= 0:
+            raise ValueError("a bucket needs a rate above 0 (0 means no bucket at all)")
+        self.name, self.rate = name, float(rate)
+        self._lock = threading.Lock()
+        self._slots: deque[float] = deque()  # monotonic times this process may send at
+        self._waiting = 0
+        self._created = False
+        self.granted = 0  # slots this process was given, for the benchmark
+
+    def acquire(self, until: float | None = None, stop: threading.Event | None = None) -> bool:
+        with self._lock:
+            self._waiting += 1
+        try:
+            with self._lock:
+                if not self._slots:
+                    self._fetch(until)
+                if not self._slots or (until is not None and self._slots[0] > until):
+                    return False
+                slot = self._slots.popleft()
+            return wait_until(slot, stop)
+        finally:
+            with self._lock:
+                self._waiting -= 1
+
+    def pause(self, seconds: float, reason: str = "") -> None:
+        with self._lock:
+            self._slots.clear()  # slots held before the pause would land inside it
+            self._ensure_row()
+            database.execute(PAUSE_SQL, {"name": self.name, "seconds": max(0.0, seconds), "reason": reason})
+        logger.warning("rate_bucket_paused", extra={"bucket": self.name, "seconds": seconds, "reason": reason})
+
+    def _fetch(self, until: float | None, again: bool = True) -> None:
+        """One round trip: up to one slot per waiting thread (called under self._lock)."""
+        self._ensure_row()
+        asked = time.monotonic()
+        params = {
+            "name": self.name,
+            "until": None if until is None else until - asked,
+            "want": max(1, self._waiting),
+            "reserve": RESERVE_SECONDS,
+            "rate": self.rate,
+        }
+        row = database.execute(GRANT_SQL, params)
+        if row is None:  # the row went away (deleted by hand, a test's flush): make it again
+            self._created = False
+            if again:
+                self._fetch(until, again=False)
+            return
+        answered = time.monotonic()
+        offset, count = row
+        # The database's "now" lies between asking and the answer: take the middle.
+        first = (asked + answered) / 2 + offset
+        self._slots.extend(first + i / self.rate for i in range(count))
+        self.granted += count
+
+    def _ensure_row(self) -> None:
+        if not self._created:
+            database.execute(CREATE_SQL, {"name": self.name})
+            self._created = True
