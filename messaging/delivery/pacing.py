@@ -18,7 +18,7 @@ from collections import Counter
 from django.conf import settings
 
 from messaging.delivery.providers.base import TransientError
-from messaging.delivery.ratelimit import Bucket, bucket_for
+from messaging.delivery.ratelimit import Bucket, Turn, bucket_for
 from messaging.models import Channel, ScheduledMessage
 
 # A 429 without Retry-After (or ratelimit-reset) pauses the allowance this long.
@@ -72,15 +72,17 @@ class RunPacing:
         self.throttled: set[str] = set()  # channels with no send slot before the run ends
         self.counts: Counter = Counter()
 
-    def take_slots(self, message: ScheduledMessage, until: float, stop: threading.Event) -> bool:
-        """Wait for this message's turn in each of its allowances; False (the message is to
-        be released unsent, its attempt unused) when a turn would come after `until`."""
-        for bucket in buckets_for(message):
-            if not bucket.acquire(until=until, stop=stop):
-                if not stop.is_set():
-                    self._throttle(message.channel)
-                return False
-        return True
+    def turn(self, message: ScheduledMessage, until: float, stop: threading.Event) -> Turn:
+        """This message's place in each of its allowances, to be taken by the provider call
+        (see ratelimit.taking_turn)."""
+        return Turn(buckets_for(message), until, stop)
+
+    def refused(self, message: ScheduledMessage, turn: Turn) -> None:
+        """No slot came in time: the message is released unsent, its attempt unused, and
+        this run claims no more of its channel (unless the run was stopping anyway)."""
+        if turn.stop is None or not turn.stop.is_set():
+            with self._lock:
+                self.throttled.add(message.channel)
 
     def rate_limited(self, message: ScheduledMessage, error: BaseException | None) -> bool:
         """Pause the message's allowances for everyone when `error` is a 429; True when the
@@ -101,7 +103,3 @@ class RunPacing:
     def channels(self) -> list[str]:
         with self._lock:
             return list(self.throttled)
-
-    def _throttle(self, channel: str) -> None:
-        with self._lock:
-            self.throttled.add(channel)

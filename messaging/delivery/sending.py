@@ -18,6 +18,7 @@ from messaging.delivery.outcomes import SendOutcome, account_problem, record_man
 from messaging.delivery.pacing import MAX_RATE_LIMITED_TRIES, RunPacing
 from messaging.delivery.providers import get_email_provider, get_sms_provider
 from messaging.delivery.providers.base import AccountError, EmailPayload, TransientError
+from messaging.delivery.ratelimit import taking_turn
 from messaging.delivery.reconcile import recover_expired_leases
 from messaging.delivery.reports import apply_stored_reports
 from messaging.models import Channel, ScheduledMessage
@@ -56,9 +57,11 @@ def send_one(
     for _ in range(MAX_RATE_LIMITED_TRIES):
         if stop.is_set() or halts.blocks(message) or pacing.blocks(message) or time.monotonic() > until:
             return None
-        if not pacing.take_slots(message, until, stop):
+        with taking_turn(pacing.turn(message, until, stop)) as turn:
+            outcome = _call_provider(message)
+        if turn.refused:
+            pacing.refused(message, turn)
             return None
-        outcome = _call_provider(message)
         if not pacing.rate_limited(message, outcome.error):
             break
     return outcome

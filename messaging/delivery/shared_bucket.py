@@ -24,7 +24,7 @@ from collections import deque
 
 import psycopg
 
-from messaging.delivery.ratelimit import wait_until
+from messaging.delivery.ratelimit import PACE_SHARE, wait_until
 
 logger = logging.getLogger("messaging.delivery")
 
@@ -123,9 +123,11 @@ class SharedBucket:
         if rate <= 0:
             raise ValueError("a bucket needs a rate above 0 (0 means no bucket at all)")
         self.name, self.rate = name, float(rate)
+        self.pace = self.rate * PACE_SHARE  # slots per second actually handed out
         self._lock = threading.Lock()
         self._slots: deque[float] = deque()  # monotonic times this process may send at
         self._waiting = 0
+        self._pauses = 0  # how many times this process paused the bucket
         self._created = False
         self.granted = 0  # slots this process was given, for the benchmark
 
@@ -133,13 +135,19 @@ class SharedBucket:
         with self._lock:
             self._waiting += 1
         try:
-            with self._lock:
-                if not self._slots:
-                    self._fetch(until)
-                if not self._slots or (until is not None and self._slots[0] > until):
+            while True:
+                with self._lock:
+                    if not self._slots:
+                        self._fetch(until)
+                    if not self._slots or (until is not None and self._slots[0] > until):
+                        return False
+                    slot, pauses = self._slots.popleft(), self._pauses
+                if not wait_until(slot, stop):
                     return False
-                slot = self._slots.popleft()
-            return wait_until(slot, stop)
+                with self._lock:
+                    if self._pauses == pauses:
+                        return True
+                # This process saw a 429 while we waited: our slot lies inside the pause.
         finally:
             with self._lock:
                 self._waiting -= 1
@@ -147,6 +155,7 @@ class SharedBucket:
     def pause(self, seconds: float, reason: str = "") -> None:
         with self._lock:
             self._slots.clear()  # slots held before the pause would land inside it
+            self._pauses += 1
             self._ensure_row()
             database.execute(PAUSE_SQL, {"name": self.name, "seconds": max(0.0, seconds), "reason": reason})
         logger.warning("rate_bucket_paused", extra={"bucket": self.name, "seconds": seconds, "reason": reason})
@@ -160,7 +169,7 @@ class SharedBucket:
             "until": None if until is None else until - asked,
             "want": max(1, self._waiting),
             "reserve": RESERVE_SECONDS,
-            "rate": self.rate,
+            "rate": self.pace,
         }
         row = database.execute(GRANT_SQL, params)
         if row is None:  # the row went away (deleted by hand, a test's flush): make it again
@@ -172,7 +181,7 @@ class SharedBucket:
         offset, count = row
         # The database's "now" lies between asking and the answer: take the middle.
         first = (asked + answered) / 2 + offset
-        self._slots.extend(first + i / self.rate for i in range(count))
+        self._slots.extend(first + i / self.pace for i in range(count))
         self.granted += count
 
     def _ensure_row(self) -> None:

@@ -12,6 +12,7 @@ from resend.exceptions import ResendError
 from resend.http_client import HTTPClient
 
 from messaging.checks import REQUIRED_SETTINGS
+from messaging.delivery.ratelimit import wait_for_turn
 
 from .base import (
     AccountError,
@@ -83,6 +84,7 @@ class SessionHttpClient(HTTPClient):
     ) -> tuple[bytes, int, Mapping[str, str]]:
         state = self._local
         state.status, state.headers, state.error = None, {}, None
+        wait_for_turn()  # the send slot, taken as late as can be
         try:
             resp = self._session().request(
                 method=method,

@@ -19,6 +19,7 @@ from twilio.http.response import Response
 from twilio.rest import Client
 
 from messaging.checks import required_settings
+from messaging.delivery.ratelimit import wait_for_turn
 
 from .base import (
     AccountError,
@@ -88,6 +89,7 @@ class RoutingHttpClient(TwilioHttpClient):
         allow_redirects: bool = False,
     ) -> Response:
         self.last_response = None
+        wait_for_turn()  # the send slot, taken as late as can be
         response = super().request(
             method,
             self._route(url),
