@@ -10,9 +10,10 @@ until T". Here a grant is one UPDATE on one row, whatever the batch size.
 The row keeps `next_slot`, the earliest time the next request may go, on the database's
 clock (`clock_timestamp()`), so hosts whose clocks disagree share one pace. A grant of n
 slots starts at max(next_slot, now) and moves next_slot on by n / rate. A process asks for
-as many slots as it has threads waiting, and gets no more than reach RESERVE_SECONDS ahead
-(at least one): slots it holds and does not use are lost (the pace only ever errs slow), and
-another process's 429 pause reaches it within that time.
+as many slots as it has threads waiting, and gets none that lie more than RESERVE_SECONDS
+ahead (when the next free one is further, it asks again when it comes within reach): no more
+than that much of the allowance is ever held, so slots held and not used cost little (the pace
+only ever errs slow), and another process's 429 pause reaches every process within that time.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ WITH slot AS (
 ), grant_ AS (
     SELECT name, now, start,
         CASE WHEN %(until)s::float8 IS NOT NULL AND start > now + make_interval(secs => %(until)s::float8) THEN 0
+             WHEN start > now + make_interval(secs => %(reserve)s::float8) THEN 0
              ELSE least(%(want)s::int, greatest(1,
                  ceil((%(reserve)s::float8 - extract(epoch FROM start - now)::float8) * %(rate)s::float8)::int))
         END AS n
@@ -128,6 +130,7 @@ class SharedBucket:
         self._slots: deque[float] = deque()  # monotonic times this process may send at
         self._waiting = 0
         self._pauses = 0  # how many times this process paused the bucket
+        self._not_before = 0.0  # no round trip before this (monotonic): nothing to grant yet
         self._created = False
         self.granted = 0  # slots this process was given, for the benchmark
 
@@ -137,11 +140,22 @@ class SharedBucket:
         try:
             while True:
                 with self._lock:
-                    if not self._slots:
-                        self._fetch(until)
-                    if not self._slots or (until is not None and self._slots[0] > until):
+                    if not self._slots and time.monotonic() >= self._not_before:
+                        if self._fetch(until) is False:
+                            return False  # the next slot comes after `until`: nothing taken
+                    if self._slots:
+                        if until is not None and self._slots[0] > until:
+                            return False
+                        slot, pauses = self._slots.popleft(), self._pauses
+                    else:
+                        slot, pauses = None, -1
+                        later = self._not_before
+                if slot is None:
+                    # Every slot up to RESERVE_SECONDS ahead is held (by us or others): ask
+                    # again when the next one comes within reach, holding none meanwhile.
+                    if not wait_until(later, stop):
                         return False
-                    slot, pauses = self._slots.popleft(), self._pauses
+                    continue
                 if not wait_until(slot, stop):
                     return False
                 with self._lock:
@@ -160,8 +174,9 @@ class SharedBucket:
             database.execute(PAUSE_SQL, {"name": self.name, "seconds": max(0.0, seconds), "reason": reason})
         logger.warning("rate_bucket_paused", extra={"bucket": self.name, "seconds": seconds, "reason": reason})
 
-    def _fetch(self, until: float | None, again: bool = True) -> None:
-        """One round trip: up to one slot per waiting thread (called under self._lock)."""
+    def _fetch(self, until: float | None, again: bool = True) -> bool:
+        """One round trip (under self._lock): up to one slot per waiting thread, none past
+        RESERVE_SECONDS ahead. False when the next slot comes after `until`."""
         self._ensure_row()
         asked = time.monotonic()
         params = {
@@ -174,15 +189,19 @@ class SharedBucket:
         row = database.execute(GRANT_SQL, params)
         if row is None:  # the row went away (deleted by hand, a test's flush): make it again
             self._created = False
-            if again:
-                self._fetch(until, again=False)
-            return
+            return self._fetch(until, again=False) if again else True
         answered = time.monotonic()
         offset, count = row
         # The database's "now" lies between asking and the answer: take the middle.
         first = (asked + answered) / 2 + offset
+        if count == 0:
+            if until is not None and first > until:
+                return False
+            self._not_before = first - RESERVE_SECONDS
+            return True
         self._slots.extend(first + i / self.pace for i in range(count))
         self.granted += count
+        return True
 
     def _ensure_row(self) -> None:
         if not self._created:
