@@ -3,14 +3,17 @@ a provider's 429 never use an attempt, a pause past the run releases its claims,
 Messaging Service. Real SDKs, real PostgreSQL."""
 
 import time
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from messaging.checks import check_provider_settings
 from messaging.delivery import shared_bucket
 from messaging.delivery.pacing import buckets_for
 from messaging.delivery.providers import TransientError, get_email_provider
 from messaging.delivery.providers.base import EmailPayload
+from messaging.delivery.reconcile import recover_expired_leases
 from messaging.models import DeliveryAttempt, ScheduledMessage, Status
 from scheduling.runner import run_job
 from tests.fakes.providers import FAKE_ACCOUNT_SID, FAKE_FROM_NUMBER
@@ -163,3 +166,25 @@ def test_a_messaging_service_stands_in_for_the_from_number(settings):
 
     settings.TWILIO_MESSAGING_SERVICE_SID = SERVICE_SID
     assert check_provider_settings() == []
+
+
+def test_a_crashed_messaging_service_send_is_found_at_twilio_whatever_number_the_pool_chose(
+    provider_settings, fake_providers
+):
+    provider_settings.TWILIO_MESSAGING_SERVICE_SID = SERVICE_SID
+    message = sms(body="Hello from the pool")
+    now = timezone.now()
+    ScheduledMessage.objects.filter(pk=message.pk).update(
+        status=Status.SENDING,
+        attempts=1,
+        claimed_at=now - timedelta(minutes=10),
+        lease_expires_at=now - timedelta(minutes=5),
+    )
+    sent = fake_providers.preload_sms(
+        message.to, "Hello from the pool", from_number="+14155550777", date_created=now - timedelta(minutes=9)
+    )
+
+    assert recover_expired_leases(now)["reconciled_sent"] == 1
+    message.refresh_from_db()
+    assert (message.status, message.provider_message_id) == (Status.SENT, sent["sid"])
+    assert fake_providers.requests_to("sms_create") == []  # not sent twice
