@@ -4,7 +4,9 @@ bounded thread pool, record each outcome. Safe to run in many processes on many 
 import math
 import threading
 import time
+from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import ExitStack
 from datetime import timedelta
 
 from django.conf import settings
@@ -23,6 +25,8 @@ from messaging.delivery.reconcile import recover_expired_leases
 from messaging.delivery.reports import apply_stored_reports
 from messaging.models import Channel, ScheduledMessage
 from scheduling.context import JobContext
+
+CHANNELS = (Channel.SMS, Channel.EMAIL)
 
 # A send must start this long before its lease ends: a worker that stalled (a paused VM, a
 # slow rate limiter) must not send what another worker may already be reconciling.
@@ -100,8 +104,9 @@ def deliver_due_messages(ctx: JobContext) -> None:
     """Recover expired leases, then keep the send pool fed with claimed messages until none
     is due or the deadline nears. Counts go to the run: sent, retrying, failed, held, ...
 
-    The next batch is claimed while the pool still works on the last one (when fewer than
-    two sends per thread are left), so the pool never idles between batches. A provider that
+    Each channel has its own pool of DELIVERY_CONCURRENCY threads. The next batch is claimed
+    while a pool still works on the last one (when fewer than two sends per thread are left),
+    for the channels that need more only, so no pool idles between batches. A provider that
     refuses our account, or fails DELIVERY_BREAKER_THRESHOLD times in a row, is not used for
     the rest of the run, and the run fails saying what to fix.
     """
@@ -121,25 +126,39 @@ def deliver_due_messages(ctx: JobContext) -> None:
     futures: dict[Future, ScheduledMessage] = {}
     unsent: list[ScheduledMessage] = []
     recorder = _Recorder(ctx)
-    queue_empty = False
-    with ThreadPoolExecutor(max_workers=settings.DELIVERY_CONCURRENCY, thread_name_prefix="deliver") as pool:
+    drained: set[str] = set()  # channels with nothing left to claim in this run
+    with ExitStack() as stack:
+        # A pool per channel, each claimed for on its own: SMS waiting for their allowance
+        # never hold the threads (or the claim window) that email needs, and the other way round.
+        pools = {
+            channel: stack.enter_context(
+                ThreadPoolExecutor(max_workers=settings.DELIVERY_CONCURRENCY, thread_name_prefix=f"deliver-{channel}")
+            )
+            for channel in CHANNELS
+        }
         try:
             while True:
                 if ctx.should_stop():
                     stop.set()  # sends not yet started come back as None and are released
-                if not (queue_empty or stop.is_set()) and len(futures) < low_water:
+                busy = Counter(m.channel for m in futures.values())
+                wanted = [c for c in CHANNELS if c not in drained and busy[c] < low_water]
+                if wanted and not stop.is_set():
+                    closed = [c for c in CHANNELS if c not in wanted]
                     claim = claim_due_messages(
-                        timezone.now(), settings.DELIVERY_BATCH_SIZE, lease, exclude=_exclusion(halts, pacing)
+                        timezone.now(), settings.DELIVERY_BATCH_SIZE, lease, exclude=_exclusion(halts, pacing, closed)
                     )
                     ctx.add("deferred_quiet_hours", claim.deferred)
                     ctx.add("opted_out", claim.opted_out)
                     ctx.add("suppressed", claim.suppressed)
-                    futures.update({pool.submit(watch.send, m, stop): m for m in claim.ready})
-                    queue_empty = not (claim.ready or claim.deferred or claim.opted_out or claim.suppressed)
-                    if not claim.ready and not queue_empty:
+                    futures.update({pools[m.channel].submit(watch.send, m, stop): m for m in claim.ready})
+                    if not (claim.ready or claim.deferred or claim.opted_out or claim.suppressed):
+                        drained.update(wanted)
+                    elif not claim.ready:
                         continue  # only deferred, opted-out or suppressed rows this time: claim again
                 if not futures:
-                    break
+                    if stop.is_set() or drained.issuperset(CHANNELS):
+                        break
+                    continue
                 done, _ = wait(futures, timeout=RECORD_GROUP_SECONDS, return_when=FIRST_COMPLETED)
                 for future in done:
                     message, outcome = futures.pop(future), future.result()
@@ -164,13 +183,14 @@ def deliver_due_messages(ctx: JobContext) -> None:
     watch.report()
 
 
-def _exclusion(halts: Halts, pacing: RunPacing) -> Q | None:
-    """What a claim leaves out: halted providers and senders, throttled channels."""
-    throttled = pacing.channels()
+def _exclusion(halts: Halts, pacing: RunPacing, closed: list[str]) -> Q | None:
+    """What a claim leaves out: halted providers and senders, throttled channels, channels
+    with enough claimed already (`closed`)."""
+    channels = set(pacing.channels()) | set(closed)
     halted = halts.exclusion()
-    if not throttled:
+    if not channels:
         return halted
-    condition = Q(channel__in=throttled)
+    condition = Q(channel__in=sorted(channels))
     return condition | halted if halted is not None else condition
 
 

@@ -192,3 +192,17 @@ def test_a_crashed_messaging_service_send_is_found_at_twilio_whatever_number_the
     message.refresh_from_db()
     assert (message.status, message.provider_message_id) == (Status.SENT, sent["sid"])
     assert fake_providers.requests_to("sms_create") == []  # not sent twice
+
+
+def test_email_waiting_for_its_allowance_does_not_hold_back_sms(paced, fake_providers):
+    paced.RESEND_SEND_RATE, paced.TWILIO_SEND_RATE = 1, 50
+    paced.DELIVERY_CONCURRENCY = 2
+    for i in range(6):
+        email(to=f"lead{i}@example.com")  # due first: claimed first
+    many_sms(10)
+
+    deliver()
+
+    first_email = fake_providers.send_times("resend")[0]
+    assert fake_providers.send_times("twilio")[-1] - first_email < 2.0  # not after the emails' 5 s
+    assert set(ScheduledMessage.objects.values_list("status", flat=True)) == {Status.SENT}
