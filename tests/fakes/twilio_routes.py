@@ -37,7 +37,7 @@ def _create(fake: FakeProviders, account_sid: str, form: dict[str, str]) -> Resu
         return _error(21606)
     service = form.get("MessagingServiceSid")
     if service and not service.startswith("MG"):
-        return _error(21701)
+        return _error(21705)
     record = fake.store_sms(account_sid, to, sender, body or "", form.get("StatusCallback"), messaging_service=service)
     # Real Twilio answers "queued" ("accepted" through a Messaging Service, which picks the
     # sender later) and only later moves the message to sent; the fake stores it as sent

@@ -25,7 +25,7 @@ TWILIO_ERRORS: dict[int, tuple[int, str]] = {
     21606: (400, "The 'From' phone number provided is not a valid message-capable Twilio phone number."),
     21610: (400, "Attempt to send to unsubscribed recipient"),
     21614: (400, "'To' number is not a valid mobile number"),
-    21701: (400, "The Messaging Service does not exist."),
+    21705: (400, "The Messaging Service is invalid."),
 }
 
 RESEND_ERRORS: dict[str, tuple[int, str]] = {

@@ -206,3 +206,16 @@ def test_email_waiting_for_its_allowance_does_not_hold_back_sms(paced, fake_prov
     first_email = fake_providers.send_times("resend")[0]
     assert fake_providers.send_times("twilio")[-1] - first_email < 2.0  # not after the emails' 5 s
     assert set(ScheduledMessage.objects.values_list("status", flat=True)) == {Status.SENT}
+
+
+def test_an_invalid_messaging_service_holds_the_sms_and_fails_the_run_saying_what_to_fix(
+    provider_settings, fake_providers
+):
+    provider_settings.TWILIO_MESSAGING_SERVICE_SID = "XX" + "1" * 32  # not an MG... SID
+    message = sms()
+
+    result = run_job("process-scheduled", "manual")
+
+    assert result.status == "failed" and "TWILIO_MESSAGING_SERVICE_SID" in result.message
+    message.refresh_from_db()
+    assert (message.status, message.attempts) == (Status.PENDING, 0)

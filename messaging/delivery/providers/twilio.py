@@ -45,6 +45,9 @@ PERMANENT_CODES = {21211, 21614, 21610}
 # From cannot send SMS (21606). The last three concern the sender only.
 CREDENTIAL_CODES = {20003, 20005}
 SENDER_CODES = {21212, 21606, 21659}
+# The Messaging Service SID is not a valid one (21705, 30127): no SMS can go through it.
+SERVICE_CODES = {21705, 30127}
+SERVICE_HINT = "check TWILIO_MESSAGING_SERVICE_SID: Twilio says it is not a valid Messaging Service"
 CREDENTIALS_HINT = "check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (rotated or revoked credentials?)"
 SENDER_HINT = "check TWILIO_FROM_NUMBER (or the client's SMS sender in admin): Twilio says this sender cannot send SMS"
 OPTED_OUT_CODE = "21610"
@@ -253,6 +256,8 @@ def classify(status: int | None, code: int | str | None, headers: Any, message: 
         return PermanentError(message, code=code_str, http_status=status)
     if num_code in SENDER_CODES:
         return AccountError(message, code=code_str, http_status=status, hint=SENDER_HINT)
+    if num_code in SERVICE_CODES:
+        return AccountError(message, code=code_str, http_status=status, hint=SERVICE_HINT)
     if num_code in CREDENTIAL_CODES:
         return AccountError(message, code=code_str, http_status=status, hint=CREDENTIALS_HINT)
     return error_for_status(
