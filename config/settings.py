@@ -204,7 +204,13 @@ TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
 TWILIO_AUTH_TOKEN = env_secret("TWILIO_AUTH_TOKEN")
 TWILIO_FROM_NUMBER = env.str("TWILIO_FROM_NUMBER", default="")
 TWILIO_API_BASE_URL = env.str("TWILIO_API_BASE_URL", default="")
+# Send allowances, requests per second (0: not paced), shared by every process on every host
+# when the database is PostgreSQL: the account's for SMS from a number, each number's own
+# (0: none), the Messaging Service's for SMS through it.
 TWILIO_SEND_RATE = env.float("TWILIO_SEND_RATE", default=10.0)
+TWILIO_SENDER_RATE = env.float("TWILIO_SENDER_RATE", default=0.0)
+TWILIO_MESSAGING_SERVICE_SID = env.str("TWILIO_MESSAGING_SERVICE_SID", default="")
+TWILIO_MESSAGING_SERVICE_RATE = env.float("TWILIO_MESSAGING_SERVICE_RATE", default=TWILIO_SEND_RATE)
 RESEND_API_KEY = env_secret("RESEND_API_KEY")
 RESEND_FROM_EMAIL = env.str("RESEND_FROM_EMAIL", default="")
 RESEND_API_URL = env.str("RESEND_API_URL", default="https://api.resend.com")

@@ -14,6 +14,16 @@ REQUIRED_SETTINGS: dict[tuple[str, str], tuple[str, ...]] = {
     ("SMS_PROVIDER", "twilio"): ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER"),
     ("EMAIL_PROVIDER", "resend"): ("RESEND_API_KEY", "RESEND_FROM_EMAIL"),
 }
+
+
+def required_settings(name: str, choice: str) -> tuple[str, ...]:
+    """What a provider choice needs now: a Messaging Service stands in for TWILIO_FROM_NUMBER."""
+    names = REQUIRED_SETTINGS.get((name, choice), ())
+    if getattr(settings, "TWILIO_MESSAGING_SERVICE_SID", ""):
+        names = tuple(n for n in names if n != "TWILIO_FROM_NUMBER")
+    return names
+
+
 KNOWN_PROVIDERS = {"SMS_PROVIDER": ("twilio", "console"), "EMAIL_PROVIDER": ("resend", "console")}
 
 
@@ -31,7 +41,7 @@ def check_provider_settings(app_configs: Any = None, **kwargs: Any) -> list[Erro
                 )
             )
             continue
-        for required in REQUIRED_SETTINGS.get((name, choice), ()):
+        for required in required_settings(name, choice):
             if not getattr(settings, required, ""):
                 errors.append(
                     Error(

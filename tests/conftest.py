@@ -27,6 +27,16 @@ def _quiet_settings(settings):
     cache.clear()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _close_rate_limiter_connection(django_db_setup):
+    """The shared rate limiter keeps a connection of its own; close it before pytest-django
+    drops the test database (which refuses while a session is connected)."""
+    yield
+    from messaging.delivery import shared_bucket
+
+    shared_bucket.database.close()
+
+
 @pytest.fixture
 def sample_jobs_registered():
     sample_jobs.register_all()

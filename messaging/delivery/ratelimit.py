@@ -1,87 +1,182 @@
-"""Process-wide token buckets so worker threads share one provider budget.
+"""Send allowances: how fast a provider account (or one sender) may be called.
 
-Each provider account has a request-rate limit (Resend: 2 req/s by default);
-pacing ourselves is cheaper than collecting 429s and backing off.
+Every process on every host draws from one allowance when the database is PostgreSQL
+(`shared_bucket.SharedBucket`: a row per allowance, a batch of send slots per round trip).
+On SQLite (the one-host demo) the allowance is this process's own (`LocalBucket`).
+
+Both space requests evenly, `1 / rate` seconds apart (a little more: PACE_SHARE), rather than letting a burst through:
+any one-second window then holds at most `rate` requests, which is how providers count. A
+provider's 429 pauses an allowance for everyone (`pause`). A caller that must give up at some
+time (its message's lease, the run's deadline) says so with `until` and is refused a slot
+past it, so it never waits in vain and never sends late.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Protocol
+
+# Requests go 5% under the configured rate: the time from a slot to the request's arrival at
+# the provider varies by some milliseconds, and at exactly `rate` that jitter would put
+# rate + 1 requests into some one-second windows (a 429 from a strict provider).
+PACE_SHARE = 0.95
 
 
-class TokenBucket:
-    """Thread-safe token bucket; `rate` tokens/second, up to `burst` banked.
+class Bucket(Protocol):
+    name: str
+    rate: float
 
-    A rate of 0 or None means unlimited. `clock` and `sleep` are injectable
-    so tests can drive time without sleeping.
-    """
+    def acquire(self, until: float | None = None, stop: threading.Event | None = None) -> bool:
+        """Wait for this caller's slot; False (nothing taken) when it would come after `until`
+        (a time.monotonic() value) or `stop` was set while waiting."""
+
+    def pause(self, seconds: float, reason: str = "") -> None:
+        """No slot for anyone for `seconds` (the provider said so)."""
+
+
+def wait_until(
+    when: float,
+    stop: threading.Event | None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
+    """Sleep until `when` (monotonic); False when `stop` is set first."""
+    delay = when - clock()
+    if delay <= 0:
+        return not (stop is not None and stop.is_set())
+    if stop is not None:
+        return not stop.wait(delay)
+    sleep(delay)
+    return True
+
+
+class LocalBucket:
+    """This process's allowance: threads take evenly spaced slots under a lock and wait for
+    theirs outside it, so they are served in arrival order."""
 
     def __init__(
         self,
-        rate: float | None,
-        burst: float | None = None,
+        name: str,
+        rate: float,
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.rate = float(rate) if rate else 0.0
-        # A default burst of 1 spaces requests evenly: any one-second window
-        # then holds at most `rate` requests, which is how providers count.
-        self.burst = float(burst) if burst else 1.0
-        self._clock = clock
-        self._sleep = sleep
+        if rate <= 0:
+            raise ValueError("a bucket needs a rate above 0 (0 means no bucket at all)")
+        self.name, self.rate = name, float(rate)
+        self.interval = 1.0 / (self.rate * PACE_SHARE)
+        self._clock, self._sleep = clock, sleep
         self._lock = threading.Lock()
-        self._tokens = self.burst
-        self._updated = clock()
+        self._next = clock()
+        self._pauses = 0
 
-    @property
-    def unlimited(self) -> bool:
-        return self.rate <= 0
-
-    def reserve(self) -> float:
-        """Take a token now and return how long to wait before using it.
-
-        Tokens may go negative: each caller reserves its slot under the lock
-        and then waits outside it, so threads are served in arrival order
-        without holding the lock while sleeping.
-        """
-        if self.unlimited:
-            return 0.0
+    def reserve(self, until: float | None = None) -> float | None:
+        """Take the next slot and return its time, or None when it would come after `until`."""
         with self._lock:
-            now = self._clock()
-            elapsed = max(0.0, now - self._updated)
-            self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
-            self._updated = now
-            self._tokens -= 1.0
-            if self._tokens >= 0:
-                return 0.0
-            return -self._tokens / self.rate
+            start = max(self._next, self._clock())
+            if until is not None and start > until:
+                return None
+            self._next = start + self.interval
+            return start
 
-    def acquire(self) -> float:
-        """Block until a token is available; returns the time waited."""
-        wait = self.reserve()
-        if wait > 0:
-            self._sleep(wait)
-        return wait
+    def acquire(self, until: float | None = None, stop: threading.Event | None = None) -> bool:
+        while True:
+            with self._lock:
+                pauses = self._pauses
+            slot = self.reserve(until)
+            if slot is None or not wait_until(slot, stop, self._clock, self._sleep):
+                return False
+            with self._lock:
+                if self._pauses == pauses:
+                    return True
+            # Paused while we waited: that slot lies inside the pause; take a new one.
+
+    def pause(self, seconds: float, reason: str = "") -> None:
+        with self._lock:
+            self._next = max(self._next, self._clock() + seconds)
+            self._pauses += 1
 
 
-_buckets: dict[str, TokenBucket] = {}
+_buckets: dict[str, Bucket] = {}
 _buckets_lock = threading.Lock()
 
 
-def bucket_for(name: str, rate: float | None) -> TokenBucket:
-    """The shared bucket for `name`, rebuilt if the configured rate changed."""
+def bucket_for(name: str, rate: float | None) -> Bucket | None:
+    """The allowance `name` at `rate` requests/s (None when the rate is 0: unlimited),
+    shared by the whole process, and across processes on PostgreSQL."""
     wanted = float(rate) if rate else 0.0
+    if wanted <= 0:
+        return None
     with _buckets_lock:
         bucket = _buckets.get(name)
         if bucket is None or bucket.rate != wanted:
-            bucket = TokenBucket(wanted)
-            _buckets[name] = bucket
+            bucket = _buckets[name] = _new_bucket(name, wanted)
         return bucket
 
 
+def _new_bucket(name: str, rate: float) -> Bucket:
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        from messaging.delivery.shared_bucket import SharedBucket
+
+        return SharedBucket(name, rate)
+    return LocalBucket(name, rate)
+
+
 def reset_buckets() -> None:
+    """Forget this process's buckets (settings changed). Shared allowances stay in the
+    database: other processes still use them."""
     with _buckets_lock:
         _buckets.clear()
+
+
+class NoTurn(Exception):
+    """Raised inside a provider call when its send slot would come too late (or the run is
+    stopping): nothing was sent."""
+
+
+class Turn:
+    """One send's place in its allowances, taken at the last moment: by the provider's HTTP
+    client right before the request goes out (`wait_for_turn`), so work done before it (an
+    SDK building its client, a slow thread) cannot bunch requests up at the provider."""
+
+    def __init__(self, buckets: list[Bucket], until: float | None, stop: threading.Event | None) -> None:
+        self.buckets, self.until, self.stop = buckets, until, stop
+        self.taken = False
+        self.refused = False  # no slot before `until`, or stopped while waiting
+
+    def take(self) -> None:
+        if self.taken:
+            return  # one slot per send, whatever the SDK does inside it
+        self.taken = True
+        for bucket in self.buckets:
+            if not bucket.acquire(until=self.until, stop=self.stop):
+                self.refused = True
+                raise NoTurn(f"no send slot in {bucket.name} in time")
+
+
+_current = threading.local()
+
+
+@contextmanager
+def taking_turn(turn: Turn) -> Iterator[Turn]:
+    """Provider calls made by this thread inside the block wait for `turn`."""
+    _current.turn = turn
+    try:
+        yield turn
+    finally:
+        _current.turn = None
+
+
+def wait_for_turn() -> None:
+    """Called by the provider HTTP clients right before a request: waits for the send slot of
+    the call under way in this thread, if it has one (raises NoTurn when it comes too late).
+    Requests outside a paced send (reconciliation look-ups, alert emails) do not wait."""
+    turn = getattr(_current, "turn", None)
+    if turn is not None:
+        turn.take()

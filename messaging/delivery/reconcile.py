@@ -79,7 +79,9 @@ def _give_back(message: ScheduledMessage, now: datetime, why: str) -> str:
 def _find_on_twilio(message: ScheduledMessage) -> str | None:
     """The SID of a Twilio message matching this one, sent since it was claimed."""
     since = (message.claimed_at or message.send_at) - CLOCK_SKEW
-    sender = (message.client.sms_from_number if message.client else "") or settings.TWILIO_FROM_NUMBER
+    own = message.client.sms_from_number if message.client else ""
+    # Through a Messaging Service the pool chose the number: look by recipient (and text) only.
+    sender = own or ("" if settings.TWILIO_MESSAGING_SERVICE_SID else settings.TWILIO_FROM_NUMBER)
     found = get_sms_provider().find_sent(message.to, since, from_number=sender or None)
     candidates = [r.provider_id for r in found if (r.raw or {}).get("body") in (None, message.body)]
     if not candidates:

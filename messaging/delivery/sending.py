@@ -1,24 +1,32 @@
 """The process-scheduled job: claim due messages, send them outside any transaction with a
 bounded thread pool, record each outcome. Safe to run in many processes on many hosts."""
 
+import math
 import threading
 import time
+from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import ExitStack
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.db.models import Q
 from django.utils import timezone
 
 from messaging.delivery.claiming import claim_due_messages, release
 from messaging.delivery.halts import PROVIDER_NAMES, Breaker, Halts
 from messaging.delivery.outcomes import SendOutcome, account_problem, record_many
+from messaging.delivery.pacing import MAX_RATE_LIMITED_TRIES, RunPacing
 from messaging.delivery.providers import get_email_provider, get_sms_provider
 from messaging.delivery.providers.base import AccountError, EmailPayload, TransientError
+from messaging.delivery.ratelimit import taking_turn
 from messaging.delivery.reconcile import recover_expired_leases
 from messaging.delivery.reports import apply_stored_reports
 from messaging.models import Channel, ScheduledMessage
 from scheduling.context import JobContext
+
+CHANNELS = (Channel.SMS, Channel.EMAIL)
 
 # A send must start this long before its lease ends: a worker that stalled (a paused VM, a
 # slow rate limiter) must not send what another worker may already be reconciling.
@@ -35,12 +43,35 @@ def status_callback_url() -> str | None:
     return f"{base}/webhooks/twilio/status/" if base else None
 
 
-def send_one(message: ScheduledMessage, stop: threading.Event, halts: Halts) -> SendOutcome | None:
-    """One provider call, no database access (runs in a pool thread). None when the message
-    was not started (the run is stopping, its provider or sender was halted, or its lease is
-    about to end): it is released."""
-    if stop.is_set() or halts.blocks(message) or time.monotonic() > message.send_by - LEASE_SAFETY_MARGIN_SECONDS:
-        return None
+def send_one(
+    message: ScheduledMessage,
+    stop: threading.Event,
+    halts: Halts,
+    pacing: RunPacing | None = None,
+    until: float = math.inf,
+) -> SendOutcome | None:
+    """One provider call, no database access of Django's (runs in a pool thread). None when
+    the message was not started (the run is stopping, its provider or sender was halted, no
+    send slot comes before its lease or the run (`until`, monotonic) must end): it is
+    released, its attempt unused. Waiting for a slot, and a 429 (which the provider never
+    processed: it pauses the allowance for everyone), keep the message claimed."""
+    until = min(until, message.send_by - LEASE_SAFETY_MARGIN_SECONDS)
+    pacing = pacing or RunPacing()
+    outcome = None
+    for _ in range(MAX_RATE_LIMITED_TRIES):
+        if stop.is_set() or halts.blocks(message) or pacing.blocks(message) or time.monotonic() > until:
+            return None
+        with taking_turn(pacing.turn(message, until, stop)) as turn:
+            outcome = _call_provider(message)
+        if turn.refused:
+            pacing.refused(message, turn)
+            return None
+        if not pacing.rate_limited(message, outcome.error):
+            break
+    return outcome
+
+
+def _call_provider(message: ScheduledMessage) -> SendOutcome:
     started, clock = timezone.now(), time.monotonic()
     outcome = SendOutcome(message=message, started_at=started, duration_ms=0)
     try:
@@ -73,8 +104,9 @@ def deliver_due_messages(ctx: JobContext) -> None:
     """Recover expired leases, then keep the send pool fed with claimed messages until none
     is due or the deadline nears. Counts go to the run: sent, retrying, failed, held, ...
 
-    The next batch is claimed while the pool still works on the last one (when fewer than
-    two sends per thread are left), so the pool never idles between batches. A provider that
+    Each channel has its own pool of DELIVERY_CONCURRENCY threads. The next batch is claimed
+    while a pool still works on the last one (when fewer than two sends per thread are left),
+    for the channels that need more only, so no pool idles between batches. A provider that
     refuses our account, or fails DELIVERY_BREAKER_THRESHOLD times in a row, is not used for
     the rest of the run, and the run fails saying what to fix.
     """
@@ -86,29 +118,47 @@ def deliver_due_messages(ctx: JobContext) -> None:
     low_water = 2 * settings.DELIVERY_CONCURRENCY
     stop = threading.Event()
     halts = Halts()
-    watch = _ProviderWatch(ctx, halts, Breaker(settings.DELIVERY_BREAKER_THRESHOLD))
+    pacing = RunPacing()
+    # No send slot is taken that comes after the run must stop taking work (ctx.should_stop's
+    # margin is at most a tenth of the run): a throttled channel is then left for the next run.
+    run_until = time.monotonic() + 0.9 * ctx.time_left()
+    watch = _ProviderWatch(ctx, halts, Breaker(settings.DELIVERY_BREAKER_THRESHOLD), pacing, run_until)
     futures: dict[Future, ScheduledMessage] = {}
     unsent: list[ScheduledMessage] = []
     recorder = _Recorder(ctx)
-    queue_empty = False
-    with ThreadPoolExecutor(max_workers=settings.DELIVERY_CONCURRENCY, thread_name_prefix="deliver") as pool:
+    drained: set[str] = set()  # channels with nothing left to claim in this run
+    with ExitStack() as stack:
+        # A pool per channel, each claimed for on its own: SMS waiting for their allowance
+        # never hold the threads (or the claim window) that email needs, and the other way round.
+        pools = {
+            channel: stack.enter_context(
+                ThreadPoolExecutor(max_workers=settings.DELIVERY_CONCURRENCY, thread_name_prefix=f"deliver-{channel}")
+            )
+            for channel in CHANNELS
+        }
         try:
             while True:
                 if ctx.should_stop():
                     stop.set()  # sends not yet started come back as None and are released
-                if not (queue_empty or stop.is_set()) and len(futures) < low_water:
+                busy = Counter(m.channel for m in futures.values())
+                wanted = [c for c in CHANNELS if c not in drained and busy[c] < low_water]
+                if wanted and not stop.is_set():
+                    closed = [c for c in CHANNELS if c not in wanted]
                     claim = claim_due_messages(
-                        timezone.now(), settings.DELIVERY_BATCH_SIZE, lease, exclude=halts.exclusion()
+                        timezone.now(), settings.DELIVERY_BATCH_SIZE, lease, exclude=_exclusion(halts, pacing, closed)
                     )
                     ctx.add("deferred_quiet_hours", claim.deferred)
                     ctx.add("opted_out", claim.opted_out)
                     ctx.add("suppressed", claim.suppressed)
-                    futures.update({pool.submit(watch.send, m, stop): m for m in claim.ready})
-                    queue_empty = not (claim.ready or claim.deferred or claim.opted_out or claim.suppressed)
-                    if not claim.ready and not queue_empty:
+                    futures.update({pools[m.channel].submit(watch.send, m, stop): m for m in claim.ready})
+                    if not (claim.ready or claim.deferred or claim.opted_out or claim.suppressed):
+                        drained.update(wanted)
+                    elif not claim.ready:
                         continue  # only deferred, opted-out or suppressed rows this time: claim again
                 if not futures:
-                    break
+                    if stop.is_set() or drained.issuperset(CHANNELS):
+                        break
+                    continue
                 done, _ = wait(futures, timeout=RECORD_GROUP_SECONDS, return_when=FIRST_COMPLETED)
                 for future in done:
                     message, outcome = futures.pop(future), future.result()
@@ -133,17 +183,29 @@ def deliver_due_messages(ctx: JobContext) -> None:
     watch.report()
 
 
+def _exclusion(halts: Halts, pacing: RunPacing, closed: list[str]) -> Q | None:
+    """What a claim leaves out: halted providers and senders, throttled channels, channels
+    with enough claimed already (`closed`)."""
+    channels = set(pacing.channels()) | set(closed)
+    halted = halts.exclusion()
+    if not channels:
+        return halted
+    condition = Q(channel__in=sorted(channels))
+    return condition | halted if halted is not None else condition
+
+
 class _ProviderWatch:
     """Halts a provider (or one SMS sender) on an account error or a run of transient errors,
     and tells the run once per provider what happened and what to fix."""
 
-    def __init__(self, ctx: JobContext, halts: Halts, breaker: Breaker) -> None:
+    def __init__(self, ctx: JobContext, halts: Halts, breaker: Breaker, pacing: RunPacing, until: float) -> None:
         self.ctx, self.halts, self.breaker = ctx, halts, breaker
+        self.pacing, self.until = pacing, until
 
     def send(self, message: ScheduledMessage, stop: threading.Event) -> SendOutcome | None:
         """send_one, then judge its outcome in the same pool thread: a halt takes effect
         before this thread (or any other) starts another send."""
-        outcome = send_one(message, stop, self.halts)
+        outcome = send_one(message, stop, self.halts, self.pacing, self.until)
         if outcome is not None:
             self.saw(outcome)
         return outcome
@@ -171,6 +233,12 @@ class _ProviderWatch:
             self.breaker.success(channel)
 
     def report(self) -> None:
+        for key, count in self.pacing.counts.items():
+            self.ctx.add(key, count)
+        if self.pacing.throttled:
+            # Not a failure: the provider's allowance is used up until after this run; the
+            # next run sends what was released.
+            self.ctx.data["throttled"] = sorted(PROVIDER_NAMES[c] for c in self.pacing.throttled)
         if self.halts.channels or self.halts.senders:
             self.ctx.data["halted"] = sorted(
                 [PROVIDER_NAMES[c] for c in self.halts.channels] + [f"SMS from {s}" for s in self.halts.senders]

@@ -25,6 +25,7 @@ from messaging.models.queue import (
     Status,
     transition,
 )
+from messaging.models.ratelimit import RateBucket
 
 __all__ = [
     "Call",
@@ -43,6 +44,7 @@ __all__ = [
     "OptOut",
     "Outcome",
     "PendingReport",
+    "RateBucket",
     "ScheduledMessage",
     "Status",
     "SuppressionReason",

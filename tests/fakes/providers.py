@@ -43,6 +43,9 @@ FAULT_KINDS = {
 }
 
 
+SEND_ROUTES = ("sms_create", "email", "email_batch")
+
+
 @dataclass
 class RecordedRequest:
     method: str
@@ -55,7 +58,8 @@ class RecordedRequest:
     service: str | None = None  # "twilio" | "resend" | None (unknown path)
     route: str | None = None  # "sms_create", "sms_list", "email", "email_batch"
     status: int | None = None
-    outcome: str = ""  # "sent", "replayed", "listed", "fault:<kind>", "error:<code>"
+    outcome: str = ""  # "sent", "replayed", "listed", "rate_limited", "fault:<kind>", "error:<code>"
+    extra_headers: dict[str, str] = field(default_factory=dict)  # sent with a normal answer
 
     def recipients(self) -> list[str]:
         if self.form is not None:
@@ -158,6 +162,9 @@ class FakeProviders:
             self.idempotency: dict[str, dict] = {}
             self.faults: list[Fault] = []
             self.latency = 0.0
+            # service -> (requests allowed in any 1 s window, Retry-After of its 429s)
+            self.rate_limits: dict[str, tuple[int, str | None]] = {}
+            self._window: dict[str, list[float]] = {}  # service -> accepted send times
             # What the fake "account" accepts, as the real services check it: change these
             # to play rotated credentials or a sender the account does not own.
             self.twilio_auth_token = FAKE_AUTH_TOKEN
@@ -207,6 +214,7 @@ class FakeProviders:
         date_created: datetime | None = None,
         status: str = "sent",
         preloaded: bool = False,
+        messaging_service: str | None = None,
     ) -> dict:
         # Twilio timestamps have whole-second precision.
         created = (date_created or datetime.now(UTC)).replace(microsecond=0)
@@ -222,6 +230,7 @@ class FakeProviders:
             # Twilio leaves date_sent empty until the carrier hand-off.
             "date_sent": None if status in ("queued", "accepted") else created,
             "preloaded": preloaded,
+            "messaging_service_sid": messaging_service,
         }
         with self.lock:
             self.messages.append(record)
@@ -231,6 +240,60 @@ class FakeProviders:
     def set_latency(self, seconds: float) -> None:
         with self.lock:
             self.latency = seconds
+
+    def set_rate_limit(self, service: str, per_second: int, *, retry_after: str | None = "1") -> None:
+        """Answer sends of `service` ("twilio" | "resend") with 429 past `per_second` accepted in
+        the last second (a sliding window, as strict as a provider can be), with Retry-After
+        (Resend also gets its ratelimit-* headers on every send)."""
+        with self.lock:
+            self.rate_limits[service] = (per_second, retry_after)
+            self._window[service] = []
+
+    def rate_limited(self, service: str | None = None) -> list[RecordedRequest]:
+        """Sends refused with a 429 by the rate limit (not by a fault)."""
+        with self.lock:
+            return [r for r in self.requests if r.outcome == "rate_limited" and service in (None, r.service)]
+
+    def send_times(self, service: str, *, refused: bool = True) -> list[float]:
+        """Arrival times (time.time()) of the sends to `service`, oldest first; with
+        refused=False only those the rate limit let through."""
+        with self.lock:
+            return sorted(
+                r.timestamp
+                for r in self.requests
+                if r.service == service and r.route in SEND_ROUTES and (refused or r.outcome != "rate_limited")
+            )
+
+    def _rate_check(self, req: RecordedRequest) -> _Reply | None:
+        limit = self.rate_limits.get(req.service or "")
+        if limit is None or req.route not in SEND_ROUTES:
+            return None
+        per_second, retry_after = limit
+        with self.lock:
+            window = self._window[req.service]
+            window[:] = [t for t in window if t > req.timestamp - 1.0]
+            refused = len(window) >= per_second
+            if not refused:
+                window.append(req.timestamp)
+            remaining = max(0, per_second - len(window))
+            reset = 1 if not window else max(1, round(window[0] + 1.0 - req.timestamp))
+        headers = {}
+        if req.service == "resend":
+            headers = {
+                "ratelimit-limit": str(per_second),
+                "ratelimit-remaining": str(remaining),
+                "ratelimit-reset": str(reset),
+            }
+        if not refused:
+            req.extra_headers = headers
+            return None
+        if retry_after is not None:
+            headers["Retry-After"] = retry_after
+        if req.service == "twilio":
+            status, body = wire.twilio_error(20429)
+        else:
+            status, body = wire.resend_error("rate_limit_exceeded")
+        return _Reply(status, body, headers)
 
     def fail_next(self, n: int, kind: str, **options: Any) -> Fault:
         """Fail the next `n` matching requests. Options: to, service,
@@ -268,14 +331,18 @@ class FakeProviders:
 
     # -- request handling ----------------------------------------------------
     def handle(self, req: RecordedRequest) -> _Reply:
+        _classify_route(req)
         with self.lock:
             self.requests.append(req)
             latency = self.latency
+        # Counted on arrival, as a provider's limiter does; answered after the latency.
+        limited = self._rate_check(req) if req.route is not None else None
         if latency:
             self._stopping.wait(latency)
-        _classify_route(req)
         if req.route is None:
             return self._finish(req, _Reply(404, {"message": "not found"}), "error:404")
+        if limited is not None:
+            return self._finish(req, limited, "rate_limited")
         fault = self._take_fault(req)
         if fault is not None and fault.kind == "timeout":
             reply = self._route(req) if fault.process else _Reply(504, {"message": "stalled"})
@@ -288,7 +355,7 @@ class FakeProviders:
     def _route(self, req: RecordedRequest) -> _Reply:
         handler = handle_twilio if req.service == "twilio" else handle_resend
         status, body, outcome = handler(self, req)
-        return self._finish(req, _Reply(status, body), outcome)
+        return self._finish(req, _Reply(status, body, dict(req.extra_headers)), outcome)
 
     def _finish(self, req: RecordedRequest, reply: _Reply, outcome: str) -> _Reply:
         with self.lock:

@@ -35,10 +35,14 @@ def _create(fake: FakeProviders, account_sid: str, form: dict[str, str]) -> Resu
         return _error(21602)
     if fake.twilio_senders is not None and form.get("From") and form["From"] not in fake.twilio_senders:
         return _error(21606)
-    record = fake.store_sms(account_sid, to, sender, body or "", form.get("StatusCallback"))
-    # Real Twilio answers "queued" and only later moves the message to sent;
-    # the fake stores it as sent straight away so list queries find it.
-    return 201, wire.twilio_message(record, status="queued"), "sent"
+    service = form.get("MessagingServiceSid")
+    if service and not service.startswith("MG"):
+        return _error(21705)
+    record = fake.store_sms(account_sid, to, sender, body or "", form.get("StatusCallback"), messaging_service=service)
+    # Real Twilio answers "queued" ("accepted" through a Messaging Service, which picks the
+    # sender later) and only later moves the message to sent; the fake stores it as sent
+    # straight away so list queries find it.
+    return 201, wire.twilio_message(record, status="accepted" if service else "queued"), "sent"
 
 
 def _list(fake: FakeProviders, account_sid: str, query: dict[str, str]) -> Result:

@@ -25,6 +25,7 @@ TWILIO_ERRORS: dict[int, tuple[int, str]] = {
     21606: (400, "The 'From' phone number provided is not a valid message-capable Twilio phone number."),
     21610: (400, "Attempt to send to unsubscribed recipient"),
     21614: (400, "'To' number is not a valid mobile number"),
+    21705: (400, "The Messaging Service is invalid."),
 }
 
 RESEND_ERRORS: dict[str, tuple[int, str]] = {
@@ -78,7 +79,7 @@ def twilio_message(record: dict[str, Any], *, status: str | None = None) -> dict
         "error_code": None,
         "error_message": None,
         "from": record["from"],
-        "messaging_service_sid": None,
+        "messaging_service_sid": record.get("messaging_service_sid"),
         "num_media": "0",
         "num_segments": "1",
         "price": None,

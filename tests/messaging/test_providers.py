@@ -18,7 +18,7 @@ from messaging.delivery.providers import (
 )
 from messaging.delivery.providers.base import parse_retry_after
 from messaging.delivery.providers.console import ConsoleEmailProvider, ConsoleSmsProvider
-from messaging.delivery.ratelimit import TokenBucket
+from messaging.delivery.ratelimit import PACE_SHARE, LocalBucket, bucket_for
 from tests.fakes.providers import FAKE_FROM_NUMBER, unused_port_url
 
 ALICE = "+15550000001"
@@ -339,41 +339,44 @@ def test_changing_a_provider_setting_drops_the_cached_provider(settings):
 # -- rate limiting and Retry-After ---------------------------------------------
 
 
-def test_token_bucket_allows_burst_then_waits():
+def test_local_bucket_spaces_requests_evenly():
     clock = FakeClock()
-    bucket = TokenBucket(2, burst=2, clock=clock, sleep=clock.sleep)
+    bucket = LocalBucket("t", 4, clock=clock, sleep=clock.sleep)
 
-    waits = [bucket.acquire() for _ in range(3)]
-
-    assert waits == [0.0, 0.0, 0.5]
-    assert clock.sleeps == [0.5]
+    assert [bucket.acquire() for _ in range(3)] == [True, True, True]
+    assert clock.sleeps == pytest.approx([0.25 / PACE_SHARE] * 2)  # a little under the rate
 
 
-def test_token_bucket_by_default_spaces_requests_evenly():
+def test_local_bucket_is_full_again_after_an_idle_spell():
     clock = FakeClock()
-    bucket = TokenBucket(4, clock=clock, sleep=clock.sleep)
-
-    waits = [bucket.acquire() for _ in range(3)]
-
-    assert waits == [0.0, 0.25, 0.25]
-
-
-def test_token_bucket_refills_at_its_rate():
-    clock = FakeClock()
-    bucket = TokenBucket(2, burst=2, clock=clock, sleep=clock.sleep)
-    bucket.acquire()
+    bucket = LocalBucket("t", 2, clock=clock, sleep=clock.sleep)
     bucket.acquire()
 
-    clock.now += 1.0
+    clock.now += 5.0
 
-    assert [bucket.acquire(), bucket.acquire()] == [0.0, 0.0]
+    assert bucket.acquire() and clock.sleeps == []
 
 
-def test_token_bucket_with_zero_rate_never_waits():
+def test_local_bucket_refuses_a_slot_past_the_callers_deadline_and_keeps_it():
     clock = FakeClock()
-    bucket = TokenBucket(0, clock=clock, sleep=clock.sleep)
+    bucket = LocalBucket("t", 1, clock=clock, sleep=clock.sleep)
+    bucket.acquire()
 
-    assert [bucket.acquire() for _ in range(100)] == [0.0] * 100
+    assert bucket.acquire(until=clock.now + 0.5) is False  # the next slot is 1 s away
+    assert clock.sleeps == [] and bucket.reserve() == pytest.approx(clock.now + 1.0 / PACE_SHARE)  # nobody took it
+
+
+def test_local_bucket_pause_holds_every_caller_until_it_ends():
+    clock = FakeClock()
+    bucket = LocalBucket("t", 10, clock=clock, sleep=clock.sleep)
+
+    bucket.pause(7)
+
+    assert bucket.acquire() and clock.sleeps == [7.0]
+
+
+def test_no_bucket_for_a_zero_rate():
+    assert bucket_for("unpaced", 0) is None
 
 
 def test_retry_after_accepts_an_http_date():

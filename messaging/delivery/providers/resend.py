@@ -12,7 +12,7 @@ from resend.exceptions import ResendError
 from resend.http_client import HTTPClient
 
 from messaging.checks import REQUIRED_SETTINGS
-from messaging.delivery.ratelimit import TokenBucket, bucket_for
+from messaging.delivery.ratelimit import wait_for_turn
 
 from .base import (
     AccountError,
@@ -54,9 +54,8 @@ class SessionHttpClient(HTTPClient):
     SDK turns transport failures into a generic ResendError(code=500).
     """
 
-    def __init__(self, *, timeout: float, bucket: TokenBucket) -> None:
+    def __init__(self, *, timeout: float) -> None:
         self.timeout = timeout
-        self._bucket = bucket
         self._local = threading.local()
 
     def _session(self) -> requests.Session:
@@ -85,7 +84,7 @@ class SessionHttpClient(HTTPClient):
     ) -> tuple[bytes, int, Mapping[str, str]]:
         state = self._local
         state.status, state.headers, state.error = None, {}, None
-        self._bucket.acquire()
+        wait_for_turn()  # the send slot, taken as late as can be
         try:
             resp = self._session().request(
                 method=method,
@@ -111,12 +110,11 @@ class ResendEmailProvider(EmailProvider):
         from_email: str,
         api_url: str = DEFAULT_API_URL,
         timeout: float = 10.0,
-        rate: float | None = None,
     ) -> None:
         self._api_key = api_key
         self.from_email = from_email
         self.api_url = api_url.rstrip("/")
-        self.http = SessionHttpClient(timeout=timeout, bucket=bucket_for("resend", rate))
+        self.http = SessionHttpClient(timeout=timeout)
         self._configure()
 
     @classmethod
@@ -127,7 +125,6 @@ class ResendEmailProvider(EmailProvider):
             from_email=setting("RESEND_FROM_EMAIL"),
             api_url=setting("RESEND_API_URL", DEFAULT_API_URL) or DEFAULT_API_URL,
             timeout=timeout_seconds(),
-            rate=setting("RESEND_SEND_RATE", 2),
         )
 
     def __repr__(self) -> str:
@@ -204,7 +201,10 @@ class ResendEmailProvider(EmailProvider):
         except (TypeError, ValueError):
             pass
         name = exc.error_type or None
-        retry_after = parse_retry_after(header(getattr(exc, "headers", None) or headers, "retry-after"))
+        answer = getattr(exc, "headers", None) or headers
+        # A 429 carries retry-after; ratelimit-reset (seconds until the window resets) is
+        # the fallback when it is missing.
+        retry_after = parse_retry_after(header(answer, "retry-after") or header(answer, "ratelimit-reset"))
         message = f"Resend error: {exc.message}"
         if status == 429 or (status == 409 and name == CONCURRENT_IDEMPOTENT):
             return TransientError(message, code=name, http_status=status, retry_after=retry_after)

@@ -18,8 +18,8 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from messaging.checks import REQUIRED_SETTINGS
-from messaging.delivery.ratelimit import TokenBucket, bucket_for
+from messaging.checks import required_settings
+from messaging.delivery.ratelimit import wait_for_turn
 
 from .base import (
     AccountError,
@@ -45,6 +45,9 @@ PERMANENT_CODES = {21211, 21614, 21610}
 # From cannot send SMS (21606). The last three concern the sender only.
 CREDENTIAL_CODES = {20003, 20005}
 SENDER_CODES = {21212, 21606, 21659}
+# The Messaging Service SID is not a valid one (21705, 30127): no SMS can go through it.
+SERVICE_CODES = {21705, 30127}
+SERVICE_HINT = "check TWILIO_MESSAGING_SERVICE_SID: Twilio says it is not a valid Messaging Service"
 CREDENTIALS_HINT = "check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (rotated or revoked credentials?)"
 SENDER_HINT = "check TWILIO_FROM_NUMBER (or the client's SMS sender in admin): Twilio says this sender cannot send SMS"
 OPTED_OUT_CODE = "21610"
@@ -57,7 +60,7 @@ RAW_KEYS = ("sid", "status", "to", "from", "date_created", "date_sent", "uri")
 
 
 class RoutingHttpClient(TwilioHttpClient):
-    """TwilioHttpClient that can point at another host and pace requests.
+    """TwilioHttpClient that can point at another host (delivery paces the sends).
 
     It also remembers the last response, because TwilioRestException carries
     neither headers (Retry-After) nor, for list pages, the status code. Each
@@ -65,9 +68,8 @@ class RoutingHttpClient(TwilioHttpClient):
     `last_response` is per thread.
     """
 
-    def __init__(self, *, base_url: str, timeout: float, bucket: TokenBucket) -> None:
+    def __init__(self, *, base_url: str, timeout: float) -> None:
         super().__init__(timeout=timeout)
-        self._bucket = bucket
         self._base = urlsplit(base_url.rstrip("/")) if base_url else None
         self.last_response: Response | None = None
 
@@ -90,7 +92,7 @@ class RoutingHttpClient(TwilioHttpClient):
         allow_redirects: bool = False,
     ) -> Response:
         self.last_response = None
-        self._bucket.acquire()
+        wait_for_turn()  # the send slot, taken as late as can be
         response = super().request(
             method,
             self._route(url),
@@ -114,28 +116,30 @@ class TwilioSmsProvider(SmsProvider):
         from_number: str,
         base_url: str = "",
         timeout: float = 10.0,
-        rate: float | None = None,
+        messaging_service_sid: str = "",
     ) -> None:
         self.account_sid = account_sid
         self._auth_token = auth_token
         self.from_number = from_number
+        # When set, SMS without a sender of their own go through this Messaging Service's
+        # sender pool (MessagingServiceSid instead of From).
+        self.messaging_service_sid = messaging_service_sid
         self.base_url = base_url
         self.timeout = timeout
-        self._bucket = bucket_for("twilio", rate)
         # twilio.rest.Client and its requests.Session are not documented as
         # thread-safe, so each worker thread gets its own.
         self._local = threading.local()
 
     @classmethod
     def from_settings(cls) -> TwilioSmsProvider:
-        require_settings("SMS_PROVIDER=twilio", REQUIRED_SETTINGS[("SMS_PROVIDER", "twilio")])
+        require_settings("SMS_PROVIDER=twilio", required_settings("SMS_PROVIDER", "twilio"))
         return cls(
             account_sid=setting("TWILIO_ACCOUNT_SID"),
             auth_token=setting("TWILIO_AUTH_TOKEN"),
-            from_number=setting("TWILIO_FROM_NUMBER"),
+            from_number=setting("TWILIO_FROM_NUMBER") or "",
             base_url=setting("TWILIO_API_BASE_URL", "") or "",
             timeout=timeout_seconds(),
-            rate=setting("TWILIO_SEND_RATE", 10),
+            messaging_service_sid=setting("TWILIO_MESSAGING_SERVICE_SID", "") or "",
         )
 
     def __repr__(self) -> str:
@@ -145,7 +149,7 @@ class TwilioSmsProvider(SmsProvider):
     def _http(self) -> RoutingHttpClient:
         http = getattr(self._local, "http", None)
         if http is None:
-            http = RoutingHttpClient(base_url=self.base_url, timeout=self.timeout, bucket=self._bucket)
+            http = RoutingHttpClient(base_url=self.base_url, timeout=self.timeout)
             self._local.http = http
             self._local.client = Client(self.account_sid, self._auth_token, http_client=http)
         return http
@@ -162,11 +166,11 @@ class TwilioSmsProvider(SmsProvider):
         from_number: str | None = None,
         status_callback: str | None = None,
     ) -> SendResult:
-        kwargs: dict[str, Any] = {
-            "to": to,
-            "from_": from_number or self.from_number,
-            "body": body,
-        }
+        kwargs: dict[str, Any] = {"to": to, "body": body}
+        if from_number or not self.messaging_service_sid:
+            kwargs["from_"] = from_number or self.from_number
+        else:
+            kwargs["messaging_service_sid"] = self.messaging_service_sid
         if status_callback:
             kwargs["status_callback"] = status_callback
         try:
@@ -174,7 +178,7 @@ class TwilioSmsProvider(SmsProvider):
         except (TwilioException, requests.RequestException) as exc:
             error = self._translate(exc)
             if isinstance(error, AccountError) and error.code in {str(c) for c in SENDER_CODES}:
-                error.sender = kwargs["from_"]
+                error.sender = kwargs.get("from_", "")
             raise error from exc
         response = self._http().last_response
         return SendResult(
@@ -252,6 +256,8 @@ def classify(status: int | None, code: int | str | None, headers: Any, message: 
         return PermanentError(message, code=code_str, http_status=status)
     if num_code in SENDER_CODES:
         return AccountError(message, code=code_str, http_status=status, hint=SENDER_HINT)
+    if num_code in SERVICE_CODES:
+        return AccountError(message, code=code_str, http_status=status, hint=SERVICE_HINT)
     if num_code in CREDENTIAL_CODES:
         return AccountError(message, code=code_str, http_status=status, hint=CREDENTIALS_HINT)
     return error_for_status(
