@@ -287,11 +287,15 @@ def _complete(campaign_ids: list[int], now: datetime) -> list[int]:
         )
         completed = cursor.fetchall()
     for campaign_id, name in completed:
-        notify(
-            Event.CAMPAIGN_COMPLETED,
-            f"[campaign] {name} completed",
-            f"Campaign {campaign_id} has nothing left to launch or in flight.",
-            link="/campaigns/",
+        # After the tick's transaction commits: a rollback must not leave a "completed" told.
+        transaction.on_commit(
+            lambda campaign_id=campaign_id, name=name: notify(
+                Event.CAMPAIGN_COMPLETED,
+                f"[campaign] {name} completed",
+                f"Campaign {campaign_id} has nothing left to launch or in flight.",
+                link="/campaigns/",
+                perm="campaigns.view_campaign",
+            )
         )
     return [campaign_id for campaign_id, _ in completed]
 

@@ -14,6 +14,7 @@ class Event(models.TextChoices):
     SUCCESS = "success", "job run succeeded"
     CAMPAIGN_COMPLETED = "campaign_completed", "campaign completed"
     SCHEDULE_FAILED = "schedule_failed", "client schedule occurrence failed"
+    SCHEDULE_MISSED = "schedule_missed", "client schedule occurrence missed (found too late to fire)"
 
 
 # In the app, everyone hears of every incident; a run that merely succeeded is off by default.

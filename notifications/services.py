@@ -22,10 +22,14 @@ def preferences_of(user: object) -> Preference:
     return prefs
 
 
-def notify(event: str, subject: str, body: str = "", *, job: str = "", link: str = "") -> int:
+def notify(event: str, subject: str, body: str = "", *, job: str = "", link: str = "", perm: str = "") -> int:
     """Record `event` for every active staff user who wants it in the app, email those who
-    want it by email; returns how many users heard of it."""
-    users = list(get_user_model().objects.filter(is_active=True, is_staff=True).select_related("notification_prefs"))
+    want it by email; returns how many users heard of it. With `perm` ("app.view_model"),
+    only users allowed to see what it is about (superusers always are)."""
+    users = get_user_model().objects.filter(is_active=True, is_staff=True)
+    if perm:
+        users = users.filter(pk__in=get_user_model().objects.with_perm(perm, include_superusers=True).values("pk"))
+    users = list(users.select_related("notification_prefs"))
     rows, emails, told = [], [], set()
     for user in users:
         prefs = getattr(user, "notification_prefs", None) or preferences_of(user)

@@ -3,7 +3,7 @@ permission; see DESIGN "Interface, second part")."""
 
 from django.shortcuts import get_object_or_404
 from rest_framework import status
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -28,8 +28,11 @@ class _Api(APIView):
 class ScheduleListView(_Api):
     def get(self, request: Request) -> Response:
         items = ClientSchedule.objects.select_related("client").order_by("pk")
-        if request.query_params.get("client"):
-            items = items.filter(client_id=request.query_params["client"])
+        client = request.query_params.get("client", "")
+        if client:
+            if not client.isdigit():
+                raise ValidationError({"client": [f"must be a client id (a whole number), not {client!r}"]})
+            items = items.filter(client_id=int(client))
         paginator = StrictLimitOffsetPagination()
         page = paginator.paginate_queryset(items, request, view=self)
         return paginator.get_paginated_response(ScheduleSerializer(page, many=True).data)

@@ -41,7 +41,9 @@ class ClientSchedule(models.Model):
     enabled = models.BooleanField(default=True)
     params = models.JSONField(default=dict, blank=True)
     catch_up_minutes = models.PositiveIntegerField(
-        default=60, help_text="An occurrence found later than this after its time is recorded missed, not fired."
+        default=60,
+        validators=[MinValueValidator(1)],  # the tick runs some seconds after each minute
+        help_text="An occurrence found later than this after its time is recorded missed, not fired.",
     )
     # Occurrences after this count (set when created, re-enabled or re-timed): earlier ones
     # were never meant to run, so they are not recorded as missed.
@@ -91,6 +93,10 @@ class ScheduleExecution(models.Model):
 
     class Meta:
         ordering = ["-occurrence_at", "-id"]
+        indexes = [
+            # refire_stale(), every minute: the few executions left firing by a dead process.
+            models.Index(fields=["created_at"], name="execution_firing", condition=models.Q(status="firing")),
+        ]
         constraints = [
             # Each occurrence runs once, whichever tick (or host) gets there first.
             models.UniqueConstraint(fields=["schedule", "occurrence_at"], name="execution_once_per_occurrence"),

@@ -101,6 +101,23 @@ def refresh_next(item: ClientSchedule) -> None:
     item.next_occurrence_at = cron.next_run(item.cron, item.tz, _start(item)) if item.enabled and item.cron else None
 
 
+def follow_client_zone(client_id: int, now: datetime | None = None) -> int:
+    """After a client's timezone changed: its schedules that use it count occurrences from now
+    in the new zone (those of the old one are not "missed"); how many moved."""
+    now = now or timezone.now()
+    moved = 0
+    for item in ClientSchedule.objects.filter(client_id=client_id, timezone="", enabled=True).select_related("client"):
+        before = item.next_occurrence_at
+        item.counts_from = max(now, item.counts_from)
+        refresh_next(item)
+        if item.next_occurrence_at != before:
+            ClientSchedule.objects.filter(pk=item.pk).update(
+                counts_from=item.counts_from, next_occurrence_at=item.next_occurrence_at
+            )
+            moved += 1
+    return moved
+
+
 def save_schedule(item: ClientSchedule, changed: set[str], now: datetime | None = None) -> ClientSchedule:
     """Save a created or edited schedule. Created, re-enabled or given a new time, it counts
     occurrences from now: those of the old time, or while it was off, are not "missed"."""
@@ -163,6 +180,20 @@ def _tell_failed(item: ClientSchedule, execution: ScheduleExecution) -> None:
         Event.SCHEDULE_FAILED,
         f"[schedule] {item.client}: {item.name} failed",
         f"Occurrence {execution.occurrence_at:%Y-%m-%d %H:%M} UTC ({execution.key}): {execution.error}",
+        perm="schedules.view_clientschedule",
+    )
+
+
+def _tell_missed(item: ClientSchedule, count: int, latest: datetime) -> None:
+    from notifications.models import Event
+    from notifications.services import notify
+
+    notify(
+        Event.SCHEDULE_MISSED,
+        f"[schedule] {item.client}: {item.name} missed {count} occurrence{'s' if count > 1 else ''}",
+        f"Found more than {item.catch_up_minutes} min after their time (the tick did not run): recorded as "
+        f"missed, not fired late. Latest: {latest:%Y-%m-%d %H:%M} UTC.",
+        perm="schedules.view_clientschedule",
     )
 
 
@@ -186,6 +217,8 @@ def tick_schedule(item: ClientSchedule, now: datetime) -> TickResult:
                 result.fired += ok
                 result.failed += not ok
         item.last_occurrence_at = latest
+    if result.missed:
+        _tell_missed(item, result.missed, latest)
     refresh_next(item)
     ClientSchedule.objects.filter(pk=item.pk).update(
         last_occurrence_at=item.last_occurrence_at, next_occurrence_at=item.next_occurrence_at
@@ -195,7 +228,10 @@ def tick_schedule(item: ClientSchedule, now: datetime) -> TickResult:
 
 def refire_stale(now: datetime) -> int:
     """Fire again the executions a dead process left `firing` (the key makes it once)."""
-    stale = ScheduleExecution.objects.filter(status=ExecutionStatus.FIRING, created_at__lt=now - REFIRE_AFTER)
+    # Only for schedules still enabled: one switched off since the crash stays off.
+    stale = ScheduleExecution.objects.filter(
+        status=ExecutionStatus.FIRING, created_at__lt=now - REFIRE_AFTER, schedule__enabled=True
+    )
     count = 0
     for execution in stale.select_related("schedule__client"):
         claimed = ScheduleExecution.objects.filter(

@@ -21,6 +21,7 @@ from notifications.services import notify
 from scheduling.models import Health, Job, JobRun, RunStatus
 
 logger = logging.getLogger("scheduling.alerts")
+VIEW_JOBS = "scheduling.view_job"  # who may hear of a job: who may see it
 
 
 def _transition(job: Job, to_state: str, now: datetime) -> bool:
@@ -35,7 +36,7 @@ def _transition(job: Job, to_state: str, now: datetime) -> bool:
 
 def _send(event: str, subject: str, body: str, job: Job) -> None:
     """The team-wide email (CRON_ALERT_EMAILS), and each staff user who asked for `event`."""
-    notify(event, subject, body, job=job.name, link=reverse("cron-history", args=[job.name]))
+    notify(event, subject, body, job=job.name, link=reverse("cron-history", args=[job.name]), perm=VIEW_JOBS)
     recipients = settings.CRON_ALERT_EMAILS
     logger.warning("cron_alert", extra={"job": job.name, "subject": subject, "recipients": len(recipients)})
     if not recipients:
@@ -88,6 +89,7 @@ def notify_run_finished(job: Job, run: JobRun) -> None:
             f"Run #{run.pk}: {run.succeeded} of {run.processed} items in {run.duration_ms} ms.",
             job=job.name,
             link=reverse("cron-run", args=[job.name, run.pk]),
+            perm=VIEW_JOBS,
         )
 
 
@@ -108,7 +110,9 @@ def notify_overloaded(job: Job, run: JobRun) -> None:
 
 def notify_overdue(job: Job, now: datetime) -> bool:
     """Alert that `job` missed its schedule; False when operators already know."""
-    if job.alert_state != Health.OK or not _transition(job, Health.OVERDUE, now):
+    # From OVERLOADED too: a job that started again (a partial run does not clear that state)
+    # and then stopped must still be heard of.
+    if job.alert_state not in (Health.OK, Health.OVERLOADED) or not _transition(job, Health.OVERDUE, now):
         return False
     _send(
         Event.MISSED,

@@ -12,7 +12,7 @@ from typing import Any
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from rest_framework import serializers
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound, Throttled, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -35,8 +35,11 @@ class CronSecretOrModelPermission(StaffModelPermissions):
         offered = auth.offered_secret(request)
         if offered:
             if auth.secret_matches(offered):
-                return True
+                return True  # the right secret always passes, as on the triggers
+            throttled = auth.is_throttled(request)
             auth.record_failure(request)
+            if throttled:
+                raise Throttled(wait=60, detail="Too many wrong secrets from this address; wait a minute.")
             return False
         return super().has_permission(request, view)
 
@@ -69,6 +72,12 @@ class JobSerializer(RefusesUnknownFields, serializers.ModelSerializer):
                 schedule.validate(expr, zone)
             except schedule.ScheduleError as exc:
                 raise ValidationError({"schedule": [str(exc)]}) from exc
+        jitter = attrs.get("jitter_seconds", job.jitter_seconds)
+        if jitter and expr:
+            gap = schedule.shortest_gap(expr, zone, timezone.now())
+            if jitter >= gap.total_seconds():
+                reason = f"must be shorter than the {int(gap.total_seconds())} s between two runs of {expr!r}"
+                raise ValidationError({"jitter_seconds": [reason]})
         return attrs
 
     def to_representation(self, job: Job) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Protocol
 import environ
 import psycopg
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 
 
@@ -90,10 +91,8 @@ def _open_lock_connection(name: str) -> psycopg.Connection:
     # A session advisory lock must stay on one server session for the whole run: behind
     # PgBouncer in transaction mode each statement may land on another one, so the lock then
     # takes a direct connection of its own (CRON_LOCK_DATABASE_URL).
-    if settings.CRON_LOCK_DATABASE_URL:
-        params = _direct_params(settings.CRON_LOCK_DATABASE_URL)
-    else:
-        params = connection.get_connection_params()
+    direct = bool(settings.CRON_LOCK_DATABASE_URL)
+    params = _direct_params(settings.CRON_LOCK_DATABASE_URL) if direct else connection.get_connection_params()
     params.pop("cursor_factory", None)
     params.pop("context", None)
     params.pop("prepare_threshold", None)
@@ -104,7 +103,33 @@ def _open_lock_connection(name: str) -> psycopg.Connection:
     params.setdefault("keepalives_idle", 30)
     params.setdefault("keepalives_interval", 10)
     params.setdefault("keepalives_count", 3)
-    return psycopg.connect(**params, autocommit=True)
+    conn = psycopg.connect(**params, autocommit=True)
+    if direct:
+        try:
+            _check_same_database(conn)
+        except Exception:
+            conn.close()
+            raise
+    return conn
+
+
+_checked_direct: set[str] = set()
+
+
+def _check_same_database(conn: psycopg.Connection) -> None:
+    """The direct connection must reach the database the jobs use: is_held() reads pg_locks
+    there, so locks taken in another database would make live runs look abandoned."""
+    if settings.CRON_LOCK_DATABASE_URL in _checked_direct:
+        return
+    lock_db = conn.execute("SELECT current_database()").fetchone()[0]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_database()")
+        jobs_db = cursor.fetchone()[0]
+    if lock_db != jobs_db:
+        raise ImproperlyConfigured(
+            f"CRON_LOCK_DATABASE_URL reaches database {lock_db!r}, DATABASE_URL {jobs_db!r}: they must be the same"
+        )
+    _checked_direct.add(settings.CRON_LOCK_DATABASE_URL)
 
 
 def acquire(name: str) -> Lock | None:

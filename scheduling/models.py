@@ -96,6 +96,13 @@ class Job(models.Model):
                 schedule.validate(self.cron, self.tz)
             except schedule.ScheduleError as exc:
                 raise ValidationError(str(exc)) from exc
+        if self.jitter_seconds and self.cron:
+            # A start delayed past the next slot would hold the flock over it: that slot is lost.
+            gap = schedule.shortest_gap(self.cron, self.tz, utc_now())
+            if self.jitter_seconds >= gap.total_seconds():
+                raise ValidationError(
+                    {"jitter_seconds": f"must be shorter than the {int(gap.total_seconds())} s between two runs"}
+                )
 
     def next_run_at(self, now: datetime) -> datetime | None:
         return schedule.next_run(self.cron, self.tz, now) if self.cron else None
@@ -185,11 +192,11 @@ class JobRun(models.Model):
                 condition=~models.Q(idempotency_key=""),
             ),
             # A scheduled slot runs once, whichever tick, host or HTTP scheduler starts it;
-            # skipped attempts do not take the slot.
+            # skipped attempts and abandoned runs (their process died) do not take the slot.
             models.UniqueConstraint(
                 fields=["job", "planned_at"],
                 name="jobrun_unique_slot",
-                condition=models.Q(planned_at__isnull=False) & ~models.Q(status="skipped"),
+                condition=models.Q(planned_at__isnull=False) & ~models.Q(status__in=["skipped", "abandoned"]),
             ),
         ]
 

@@ -47,23 +47,31 @@ class RunResult:
     data: dict[str, Any] = field(default_factory=dict)
     duration_ms: int = 0
     replayed: bool = False
+    # For a slot_done skip: the status of the run that took the slot, which is the answer.
+    slot_status: str = ""
 
     @property
     def success(self) -> bool:
+        if self.reason == SLOT_DONE:
+            return self.slot_status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL)
         return self.status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL, RunStatus.SKIPPED)
 
     @property
     def exit_code(self) -> int:
         if self.reason == OVERLOADED:
             return EXIT_TEMPFAIL
+        if self.reason == SLOT_DONE and self.slot_status == RunStatus.FAILED:
+            return EXIT_FAILED
         return {RunStatus.FAILED: EXIT_FAILED, RunStatus.PARTIAL: EXIT_PARTIAL}.get(self.status, EXIT_OK)
 
     @property
     def http_status(self) -> int:
-        if self.reason == ALREADY_RUNNING:
+        if self.reason == ALREADY_RUNNING or (self.reason == SLOT_DONE and self.slot_status == RunStatus.RUNNING):
             return 409
         if self.reason == OVERLOADED:
             return 503
+        if self.reason == SLOT_DONE:
+            return 500 if self.slot_status == RunStatus.FAILED else 200
         return 500 if self.status == RunStatus.FAILED else 200
 
     def as_dict(self) -> dict[str, Any]:
@@ -122,20 +130,31 @@ def _find_replay(job: Job, key: str) -> JobRun | None:
     return JobRun.objects.filter(job=job, idempotency_key=key, started_at__gte=_replay_window_start()).first()
 
 
+# Runs that do not take their slot: a skipped attempt never ran, and an abandoned run's
+# process died, so the slot is run again (within the job's grace).
+FREE_SLOT = (RunStatus.SKIPPED, RunStatus.ABANDONED)
+
+
 def _slot_run(job: Job, planned_at: datetime | None) -> JobRun | None:
     """The run that took this scheduled slot, if one did."""
     if planned_at is None:
         return None
-    return JobRun.objects.filter(job=job, planned_at=planned_at).exclude(status=RunStatus.SKIPPED).first()
+    return JobRun.objects.filter(job=job, planned_at=planned_at).exclude(status__in=FREE_SLOT).first()
 
 
 def _skip_slot_done(job: Job, trigger: str, planned_at: datetime, taken_by: JobRun) -> RunResult:
-    return _skip(
+    """Skipped, answering with the outcome of the run that has the slot: a caller retrying a
+    failed slot hears "failed" (500), one retrying a running slot hears 409, not "success"."""
+    result = _skip(
         job,
         trigger,
-        f"{SLOT_DONE}: run {taken_by.pk} ({taken_by.trigger}) took the {planned_at:%Y-%m-%d %H:%M} UTC slot",
+        f"{SLOT_DONE}: run {taken_by.pk} ({taken_by.trigger}, {taken_by.status}) took the "
+        f"{planned_at:%Y-%m-%d %H:%M} UTC slot",
         planned_at,
     )
+    result.slot_status = taken_by.status
+    result.data["slot_run_id"] = taken_by.pk
+    return result
 
 
 def skip_disabled(job: Job, trigger: str, planned_at: datetime | None) -> RunResult:

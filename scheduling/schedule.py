@@ -57,6 +57,12 @@ def next_runs(expr: str, tz: str, after: datetime, count: int = 5) -> list[datet
     return runs
 
 
+def shortest_gap(expr: str, tz: str, after: datetime, sample: int = 50) -> timedelta:
+    """The shortest time between two runs over the next `sample` of them."""
+    runs = next_runs(expr, tz, after, sample)
+    return min((b - a for a, b in zip(runs, runs[1:], strict=False)), default=timedelta(days=1))
+
+
 def slots_between(expr: str, tz: str, start: datetime, end: datetime) -> list[datetime]:
     """Every scheduled time in [start, end), in UTC."""
     start_utc, end_utc = start.astimezone(UTC), end.astimezone(UTC)
@@ -74,10 +80,19 @@ def slots_between(expr: str, tz: str, start: datetime, end: datetime) -> list[da
 def previous_run(expr: str, tz: str, at_or_before: datetime) -> datetime:
     """The latest scheduled time at or before `at_or_before`, in UTC."""
     limit = at_or_before.astimezone(UTC)
-    for candidate in CronSim(expr, at_or_before.astimezone(ZoneInfo(tz)), reverse=True):
-        if candidate.astimezone(UTC) <= limit:
-            return candidate.astimezone(UTC)
-    raise ScheduleError(f"{expr!r} never ran")  # pragma: no cover
+    # Start just after the instant: cronsim's reverse walk is exclusive of its start.
+    start = (limit + timedelta(microseconds=1)).astimezone(ZoneInfo(tz))
+    for candidate in CronSim(expr, start, reverse=True):
+        found = candidate.astimezone(UTC)
+        if found <= limit:
+            break
+    else:  # pragma: no cover - cronsim iterates forever
+        raise ScheduleError(f"{expr!r} never ran")
+    # Walking back by wall-clock time can step over a slot in the repeated hour of a fall-back
+    # day (02:30 CEST, before a 02:15 CET "now"): walk forward to the last one really before.
+    while (following := next_run(expr, tz, found)) <= limit:
+        found = following
+    return found
 
 
 def is_due(expr: str, tz: str, now: datetime) -> bool:

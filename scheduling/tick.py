@@ -32,8 +32,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from scheduling import registry, schedule
-from scheduling.models import Job, JobRun, RunStatus, Trigger
-from scheduling.runner import skip_disabled
+from scheduling.models import Job, JobRun, Trigger
+from scheduling.runner import FREE_SLOT, skip_disabled
 from scheduling.services import sync_jobs
 
 logger = logging.getLogger("scheduling.tick")
@@ -67,7 +67,7 @@ def plan(now: datetime, jobs: list[Job] | None = None) -> tuple[list[Start], lis
     taken, seen = set(), set()
     for job_id, planned_at, status in rows:
         seen.add((job_id, planned_at))
-        if status != RunStatus.SKIPPED:
+        if status not in FREE_SLOT:
             taken.add((job_id, planned_at))
     starts, disabled = [], []
     for job, slot in slots.items():
@@ -124,8 +124,18 @@ def tick(now: datetime | None = None, env: dict[str, str] | None = None) -> dict
     now = now or timezone.now()
     starts, disabled = plan(now)
     for job, slot in disabled:
-        skip_disabled(job, Trigger.CRON, slot)
-    started = {start.job.name: start_process(start, env) for start in starts}
+        try:
+            skip_disabled(job, Trigger.CRON, slot)
+        except Exception:  # a record that cannot be written must not stop the other jobs
+            logger.exception("tick_skip_record_failed", extra={"job": job.name})
+    started = {}
+    for start in starts:
+        # One job that cannot be started (its log file not writable, no memory to fork) must
+        # never stop the others, the watchdog among them.
+        try:
+            started[start.job.name] = start_process(start, env)
+        except Exception:
+            logger.exception("job_start_failed", extra={"job": start.job.name})
     logger.info(
         "tick",
         extra={

@@ -305,14 +305,19 @@ def test_window_across_midnight_in_the_clients_zone(client):
     assert process_campaigns(NOON.replace(hour=3, minute=30) + timedelta(days=1)).launched == 2
 
 
-def test_a_completed_campaign_notifies_once(client):
+def test_a_completed_campaign_notifies_once_after_the_tick_commits(client, django_capture_on_commit_callbacks):
     from django.contrib.auth import get_user_model
 
     from notifications.models import Notification
+    from tests.users import staff_user
 
-    get_user_model().objects.create_user("ops", password="pw-for-tests", is_staff=True)
+    staff_user("ops", "campaigns.view_campaign")
+    get_user_model().objects.create_user("no-access", password="pw-for-tests", is_staff=True)
     make_campaign(client, name="Empty one")
-    process_campaigns(NOON)
-    process_campaigns(NOON + timedelta(minutes=1))
+    with django_capture_on_commit_callbacks(execute=True) as told:
+        process_campaigns(NOON)
+        assert not Notification.objects.exists()  # not before the commit
+        process_campaigns(NOON + timedelta(minutes=1))
+    assert len(told) == 1
     (note,) = Notification.objects.all()
     assert note.event == "campaign_completed" and note.subject == "[campaign] Empty one completed"

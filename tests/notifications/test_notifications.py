@@ -17,6 +17,7 @@ pytestmark = pytest.mark.django_db
 
 def staff(name: str, address: str = "", **prefs: list[str]):
     user = get_user_model().objects.create_user(name, email=address, password="pw-for-tests", is_staff=True)
+    user = grant(user, "scheduling.view_job")
     if prefs:
         chosen = preferences_of(user)
         for field, value in prefs.items():
@@ -101,3 +102,11 @@ def test_preferences_page_saves_what_was_ticked(client, sample_jobs_registered):
     assert response.status_code == 302
     prefs = preferences_of(user)
     assert (prefs.in_app, prefs.email, prefs.jobs) == ([Event.FAILURE], [Event.MISSED], ["watchdog"])
+
+
+def test_staff_who_may_not_see_jobs_hear_nothing_about_them(broken):
+    blind = get_user_model().objects.create_user("blind", password="pw-for-tests", is_staff=True)
+    boss = get_user_model().objects.create_superuser("boss", "boss@example.com", "pw-for-tests")
+    run_job("test-fail", Trigger.CRON)
+    assert not Notification.objects.filter(user=blind).exists()
+    assert Notification.objects.filter(user=boss, event=Event.FAILURE).count() == 1

@@ -1,6 +1,7 @@
 """Client schedules: cron from a frequency, each occurrence fired once, late ones missed."""
 
 from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -126,8 +127,9 @@ def test_occurrences_while_disabled_are_not_missed():
 
 def test_a_failing_handler_is_that_occurrences_failure_and_notifies(monkeypatch):
     from notifications.models import Notification
+    from tests.users import staff_user
 
-    get_user_model().objects.create_user("ops", password="pw-for-tests", is_staff=True)
+    staff_user("ops", "schedules.view_clientschedule")
 
     def broken(item, occurrence, key):
         raise RuntimeError("the campaign template is gone")
@@ -219,3 +221,48 @@ def test_the_clients_admin_page_lists_its_schedules(admin_client):
     item = ClientSchedule.objects.get()
     page = admin_client.get(f"/admin/schedules/clientschedule/{item.pk}/change/")
     assert page.status_code == 200
+
+
+def test_missed_occurrences_notify_and_a_zero_catch_up_is_refused(api):
+    from notifications.models import Notification
+    from tests.users import staff_user
+
+    watcher = staff_user("watcher", "schedules.view_clientschedule")
+    created = datetime(2026, 12, 1, 0, 0, tzinfo=UTC)
+    item = schedule(make_client(tz="UTC"), created=created, frequency=Frequency.CRON, cron="0 * * * *")
+    tick_schedule(item, datetime(2026, 12, 1, 3, 20, tzinfo=UTC))
+    (note,) = Notification.objects.filter(user=watcher)
+    assert note.event == "schedule_missed" and "missed 2 occurrences" in note.subject
+    body = {"client": item.client.pk, "name": "x", "kind": "weekly-summary", "frequency": "daily", "time": "09:00"}
+    response = api.post("/api/schedules/", {**body, "catch_up_minutes": 0}, format="json")
+    assert response.status_code == 400 and "catch_up_minutes" in response.json()["fields"]
+
+
+def test_a_stale_firing_execution_of_a_disabled_schedule_is_not_fired_again():
+    created = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    item = schedule(make_client(tz="UTC"), created=created, frequency=Frequency.DAILY, time=time(9, 0))
+    item.executions.create(occurrence_at=created, key="schedule:x", status=ExecutionStatus.FIRING, created_at=created)
+    item.enabled = False
+    save_schedule(item, {"enabled"}, now=created)
+    assert services.refire_stale(created + timedelta(hours=1)) == 0 and FIRED == []
+    item.enabled = True
+    save_schedule(item, {"enabled"}, now=created)
+    assert services.refire_stale(created + timedelta(hours=1)) == 1 and FIRED == ["schedule:x"]
+
+
+def test_api_client_filter_must_be_an_id(api):
+    response = api.get("/api/schedules/?client=abc")
+    assert response.status_code == 400 and "client" in response.json()["fields"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_schedule_follows_its_clients_new_timezone_without_a_missed_occurrence(recording_handler):
+    owner = make_client(tz="America/New_York")
+    item = schedule(owner, created=datetime(2026, 12, 1, tzinfo=UTC), frequency="daily", time=time(9, 0))
+    assert item.next_occurrence_at == datetime(2026, 12, 1, 14, 0, tzinfo=UTC)  # 09:00 New York
+    owner.timezone = "Europe/Berlin"
+    owner.save()
+    item.refresh_from_db()
+    assert item.next_occurrence_at.astimezone(ZoneInfo("Europe/Berlin")).hour == 9
+    tick_schedule(item, item.next_occurrence_at + timedelta(seconds=20))
+    assert [e.status for e in item.executions.all()] == [ExecutionStatus.FIRED]

@@ -154,3 +154,19 @@ def test_runs_are_filtered_and_paginated_newest_first(client):
 def test_bad_run_filters_are_400s_naming_the_parameter(client, query, field):
     response = client.get(f"/api/cron/runs/?{query}", **SECRET)
     assert response.status_code == 400 and field in response.json()["fields"]
+
+
+def test_jitter_must_be_shorter_than_the_gap_between_runs(client):
+    response = client.patch(
+        "/api/cron/jobs/process-scheduled/", {"jitter_seconds": 90}, content_type="application/json", **SECRET
+    )
+    assert response.status_code == 400 and "60 s between two runs" in response.json()["fields"]["jitter_seconds"][0]
+    ok = client.patch("/api/cron/jobs/prune/", {"jitter_seconds": 90}, content_type="application/json", **SECRET)
+    assert ok.status_code == 200 and ok.json()["jitter_seconds"] == 90
+
+
+def test_repeated_wrong_secrets_on_the_jobs_api_are_throttled_but_the_right_one_passes(client, settings):
+    settings.CRON_AUTH_FAILURES_PER_MINUTE = 2
+    codes = [client.get("/api/cron/jobs/", HTTP_AUTHORIZATION="Bearer wrong").status_code for _ in range(3)]
+    assert codes[:2] in ([401, 401], [403, 403]) and codes[2] == 429
+    assert client.get("/api/cron/jobs/", **SECRET).status_code == 200

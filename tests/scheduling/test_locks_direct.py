@@ -25,3 +25,11 @@ def test_a_wrong_direct_url_is_an_error_not_a_lock_elsewhere(settings):
     settings.CRON_LOCK_DATABASE_URL = database_url().replace(host_port, "127.0.0.1:1")
     with pytest.raises(psycopg.OperationalError):
         locks.acquire("test-direct")
+
+
+def test_a_direct_url_to_another_database_is_refused(settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.CRON_LOCK_DATABASE_URL = database_url().rsplit("/", 1)[0] + "/postgres"
+    with pytest.raises(ImproperlyConfigured, match="must be the same"):
+        locks.acquire("test-direct")

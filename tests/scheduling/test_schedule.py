@@ -110,3 +110,11 @@ def test_next_run_from_inside_the_repeated_hour_is_later_not_earlier():
     assert schedule.previous_run("30 1 * * *", "America/New_York", inside_second_0130) == datetime(
         2026, 11, 1, 5, 30, tzinfo=UTC
     )
+
+
+def test_previous_run_includes_the_exact_instant_and_the_repeated_hour():
+    berlin_10 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)  # 10:00 in Berlin, to the microsecond
+    assert schedule.previous_run("0 10 * * *", "Europe/Berlin", berlin_10) == berlin_10
+    # 2026-10-25 01:15 UTC is 02:15 CET, after 02:30 CEST (00:30 UTC) of the same day.
+    at = datetime(2026, 10, 25, 1, 15, tzinfo=UTC)
+    assert schedule.previous_run("30 2 * * *", "Europe/Berlin", at) == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)

@@ -80,9 +80,48 @@ def test_a_slot_already_taken_is_skipped_as_slot_done_unless_forced():
     again = run_job("watchdog", Trigger.HTTP, planned_at=slot)
     assert first.status == RunStatus.SUCCEEDED
     assert again.status == RunStatus.SKIPPED and again.reason == "slot_done"
-    assert f"run {first.run_id} (cron) took the 2026-12-02 10:05 UTC slot" in again.message
+    assert f"run {first.run_id} (cron, succeeded) took the 2026-12-02 10:05 UTC slot" in again.message
+    assert (again.success, again.http_status, again.exit_code) == (True, 200, 0)
     forced = run_job("watchdog", Trigger.MANUAL)
     assert forced.status == RunStatus.SUCCEEDED
+
+
+@pytest.mark.django_db
+def test_a_retry_of_a_failed_or_running_slot_hears_that_not_success(sample_jobs_registered, client, settings):
+    settings.CRON_SECRET = ["test-secret-one"]
+    slot = UTC_DAY.replace(hour=10, minute=5)
+    failed = run_job("test-fail", Trigger.HTTP, planned_at=slot)
+    retry = run_job("test-fail", Trigger.HTTP, planned_at=slot)
+    assert failed.http_status == 500
+    assert (retry.reason, retry.success, retry.http_status, retry.exit_code) == ("slot_done", False, 500, 1)
+    job = ensure_job(registry.get("test-ok"))
+    JobRun.objects.create(job=job, trigger=Trigger.CRON, planned_at=slot)  # running on another host
+    running = run_job("test-ok", Trigger.HTTP, planned_at=slot)
+    assert (running.reason, running.success, running.http_status) == ("slot_done", False, 409)
+
+
+@pytest.mark.django_db
+def test_an_abandoned_run_frees_its_slot_for_the_tick_within_grace():
+    sync_jobs()
+    slot = UTC_DAY.replace(hour=3, minute=17)
+    prune = Job.objects.get(name="prune")
+    JobRun.objects.create(job=prune, trigger=Trigger.CRON, planned_at=slot, status=RunStatus.ABANDONED)
+    assert planned(slot + timedelta(minutes=5))["prune"] == slot
+    result = run_job("prune", Trigger.CRON, planned_at=slot)
+    assert result.status == RunStatus.SUCCEEDED
+
+
+@pytest.mark.django_db
+def test_a_job_that_cannot_be_started_does_not_stop_the_others(sample_jobs_registered, tmp_path, settings):
+    sync_jobs()
+    Job.objects.exclude(name__in=["test-sleep", "watchdog"]).update(enabled=False)
+    settings.BASE_DIR = tmp_path
+    (tmp_path / "var" / "log").mkdir(parents=True)
+    (tmp_path / "var" / "log" / "test-sleep.log").mkdir()  # cannot be opened for appending
+    now = UTC_DAY.replace(hour=10, minute=5, second=2)
+    started = tick(now, env={"PATH": "/nonexistent"})
+    assert list(started) == ["watchdog"]
+    started["watchdog"].wait(30)
 
 
 @pytest.mark.django_db
