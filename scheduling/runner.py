@@ -193,7 +193,11 @@ def run_job(
         return skip_disabled(job, trigger, planned_at)
     taken = _slot_run(job, planned_at)
     if taken is not None:
-        return _skip_slot_done(job, trigger, planned_at, taken)
+        if not spec.allow_concurrent:
+            return _skip_slot_done(job, trigger, planned_at, taken)
+        # Overlapping runs of such a job share its work (row locks): this one runs alongside
+        # the slot's run, taking no slot of its own.
+        planned_at = None
     reason = guard.overload_reason() if spec.guarded else None
     if reason:
         result = _skip(job, trigger, reason, planned_at)
@@ -207,13 +211,26 @@ def run_job(
         replay = _find_replay(job, idempotency_key)
         if replay is not None:
             return result_from_run(replay, replayed=True)
-        taken = _slot_run(job, planned_at)
-        if taken is not None:
-            return _skip_slot_done(job, trigger, planned_at, taken)
+        if not spec.allow_concurrent:  # it holds the lock here: a slot run meanwhile is done
+            taken = _slot_run(job, planned_at)
+            if taken is not None:
+                return _skip_slot_done(job, trigger, planned_at, taken)
         return _execute(spec, job, trigger, idempotency_key, planned_at, lock)
     finally:
         if lock is not None:
             lock.release()
+
+
+def _create_run(job: Job, trigger: str, planned_at: datetime | None, key: str) -> JobRun:
+    with transaction.atomic():
+        return JobRun.objects.create(
+            job=job,
+            trigger=trigger,
+            planned_at=planned_at,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            idempotency_key=key,
+        )
 
 
 def _execute(
@@ -227,25 +244,17 @@ def _execute(
             idempotency_key=""
         )
     try:
-        with transaction.atomic():
-            run = JobRun.objects.create(
-                job=job,
-                trigger=trigger,
-                planned_at=planned_at,
-                host=socket.gethostname(),
-                pid=os.getpid(),
-                idempotency_key=key,
-            )
+        run = _create_run(job, trigger, planned_at, key)
     except IntegrityError:
         # A job that allows concurrent runs, started twice at once: the same Idempotency-Key
-        # replays the other run, the same scheduled slot is done by the other run.
+        # replays the other run; the same scheduled slot went to the other run, and this one
+        # runs alongside it without a slot.
         replay = _find_replay(job, key)
         if replay is not None:
             return result_from_run(replay, replayed=True)
-        taken = _slot_run(job, planned_at)
-        if taken is None:
+        if planned_at is None or _slot_run(job, planned_at) is None:
             raise
-        return _skip_slot_done(job, trigger, planned_at, taken)
+        run = _create_run(job, trigger, None, key)
     ctx = JobContext(job.name, run.pk, spec.max_runtime, lock)
     ctx.log.info("job_started", extra={"trigger": trigger})
     error = tb = ""

@@ -125,12 +125,15 @@ def test_a_job_that_cannot_be_started_does_not_stop_the_others(sample_jobs_regis
 
 
 @pytest.mark.django_db
-def test_an_allow_concurrent_job_runs_a_slot_once_even_while_it_runs():
+def test_a_job_allowing_concurrent_runs_runs_alongside_a_taken_slot_without_taking_it():
     slot = UTC_DAY.replace(hour=10, minute=5)
     job = ensure_job(registry.get("process-scheduled"))
-    JobRun.objects.create(job=job, trigger=Trigger.CRON, planned_at=slot)  # still running elsewhere
-    result = run_job("process-scheduled", Trigger.CRON, planned_at=slot)
-    assert result.reason == "slot_done"
+    first = JobRun.objects.create(job=job, trigger=Trigger.CRON, planned_at=slot)  # running elsewhere
+    result = run_job("process-scheduled", Trigger.HTTP, planned_at=slot)
+    assert result.status == RunStatus.SUCCEEDED
+    assert JobRun.objects.get(pk=result.run_id).planned_at is None
+    assert list(JobRun.objects.filter(planned_at=slot).values_list("pk", flat=True)) == [first.pk]
+    assert "process-scheduled" not in planned(slot + timedelta(seconds=30))  # the tick starts no second one
 
 
 def _spring_and_fall(zone: str) -> list[datetime]:
