@@ -42,7 +42,7 @@ def test_the_dry_run_prints_system_commands_and_runs_none(tmp_path):
     result = dry_run(tmp_path)
     assert result.returncode == 0, result.stderr
     would = [line.strip() for line in result.stdout.splitlines() if line.strip().startswith("would run:")]
-    assert any(f"useradd --system" in line and line.endswith(APP_USER) for line in would)
+    assert any("useradd --system" in line and line.endswith(APP_USER) for line in would)
     assert any("runuser -u postgres -- psql" in line for line in would)
     assert any("manage.py migrate --noinput" in line for line in would)
     assert any("manage.py collectstatic" in line for line in would)
