@@ -255,19 +255,13 @@ if [[ "$database_url" != postgres* ]]; then
 elif [[ "$db_local" == no ]]; then
     info "the database is on $DB_HOST: create the role and database there (docs/operations.md)"
 elif dry_run; then
-    sys runuser -u postgres -- psql -v ON_ERROR_STOP=1 # create or update the role, create the database
+    sys runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p "$DB_PORT" \
+        -v role="$DB_ROLE" -v db="$DB_DATABASE" -f "$SRC_DIR/deploy/database.sql"
 else
     sys systemctl enable --now --quiet postgresql
-    # The password travels in the environment, never on a command line; \getenv needs psql 15+.
-    DB_PASSWORD="$DB_PASSWORD" runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 \
-        -p "$DB_PORT" -v role="$DB_ROLE" -v db="$DB_DATABASE" <<'SQL'
-\getenv password DB_PASSWORD
-SELECT format('CREATE ROLE %I LOGIN', :'role')
- WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role') \gexec
-SELECT format('ALTER ROLE %I LOGIN PASSWORD %L', :'role', :'password') \gexec
-SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'role')
- WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db') \gexec
-SQL
+    # The password travels in the environment, never on a command line (see database.sql).
+    DB_PASSWORD="$DB_PASSWORD" runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p "$DB_PORT" \
+        -v role="$DB_ROLE" -v db="$DB_DATABASE" <"$SRC_DIR/deploy/database.sql"
     info "role has the password of .env; database exists"
 fi
 
