@@ -209,7 +209,7 @@ if ((${#packages[@]})); then
 else
     info "all present"
 fi
-sys systemctl enable --now --quiet cron
+sys systemctl enable --now --quiet cron || warn "could not enable the cron service; check it runs."
 
 # ---------------------------------------------------------------------------------------------
 step "System user $APP_USER"
