@@ -129,6 +129,7 @@ manage() { sys runuser -u "$APP_USER" -- env -C "$INSTALL_DIR" "$VENV_PY" manage
 step "Checking the basics"
 if dry_run; then
     [[ "$ROOT" == /* && "$(realpath -m "$ROOT")" != / ]] || die "--root needs an absolute directory other than /."
+    command -v rsync >/dev/null 2>&1 || die "a dry run copies the project with rsync: apt-get install rsync"
     install -d "$ROOT"
     info "DRY RUN into $ROOT: files are rendered there, system commands only printed"
 else

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The deploy checks (tests/deploy/) use shellcheck and nginx; systemd-analyze and openssl come
-# with Debian. Install what is missing with apt-get when we are root; otherwise say what to do
+# The deploy checks (tests/deploy/) use shellcheck, nginx, rsync (the installer's dry run) and
+# openssl; systemd-analyze comes with Debian. Install what is missing with apt-get when we are root; otherwise say what to do
 # (the checks that need a missing tool are skipped, with the reason, never failed).
 set -euo pipefail
 missing=()
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v rsync >/dev/null 2>&1 || missing+=(rsync)
 if [ "${#missing[@]}" -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   echo "Installing ${missing[*]} for the deploy checks..."

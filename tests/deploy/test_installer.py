@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.installer import APP_USER, DOMAIN, INSTALL_DIR, INSTALLER, dry_run, installed, tree_digest
+from tests.deploy.installer import APP_USER, DOMAIN, INSTALL_DIR, INSTALLER, dry_run, installed, tool, tree_digest
+
+pytestmark = pytest.mark.skipif(
+    not tool("rsync"), reason="rsync is not installed: the installer copies the project with it"
+)
 
 RENDERED_FILES = [
     f"{INSTALL_DIR}/.env",
