@@ -2,7 +2,8 @@
 
     envfile.py write ENV EXAMPLE KEY=VALUE...   create ENV from EXAMPLE with these values, or add
                                                 to an existing ENV only the keys it does not set
-    envfile.py dburl URL                        host, port, user, password, name (tab-separated)
+    envfile.py dburl URL                        host, port, user, password, name, separated by
+                                                \x1f (not whitespace: empty fields stay fields)
 
 A VALUE of `{secret}` is replaced by a fresh secrets.token_urlsafe(32), so a generated secret
 never appears on a command line. An existing file's values are never changed: re-running the
@@ -17,6 +18,7 @@ import tempfile
 from urllib.parse import unquote, urlsplit
 
 SECRET = "{secret}"
+FIELD_SEPARATOR = "\x1f"
 
 
 def _generated(value: str) -> str:
@@ -83,7 +85,7 @@ def main(argv: list[str]) -> int:
         print(" ".join(written) if written else "")
         return 0
     if len(argv) == 2 and argv[0] == "dburl":
-        print("\t".join(database_parts(argv[1])))
+        print(FIELD_SEPARATOR.join(database_parts(argv[1])))
         return 0
     print(__doc__, file=sys.stderr)
     return 2

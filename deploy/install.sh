@@ -179,7 +179,7 @@ done
 database_url="$(env_value DATABASE_URL)"
 [[ "$database_url" != *change-me* ]] ||
     die "DATABASE_URL in $ENV_FILE still holds the example password: set a real one, or delete the line and run $0 again."
-IFS=$'\t' read -r DB_HOST DB_PORT DB_ROLE DB_PASSWORD DB_DATABASE < <("$PYTHON" "$SRC_DIR/deploy/envfile.py" dburl "$database_url")
+IFS=$'\x1f' read -r DB_HOST DB_PORT DB_ROLE DB_PASSWORD DB_DATABASE < <("$PYTHON" "$SRC_DIR/deploy/envfile.py" dburl "$database_url")
 db_local=no
 if [[ "$database_url" == postgres* ]]; then
     case "$DB_HOST" in 127.0.0.1 | localhost | ::1 | "") db_local=yes ;; esac
