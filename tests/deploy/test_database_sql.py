@@ -14,12 +14,15 @@ from tests.deploy.installer import tool
 SQL = ROOT / "deploy" / "database.sql"
 
 
-def psql(role: str, db: str, password: str | None) -> subprocess.CompletedProcess:
+def psql(role: str, db: str, password: str | None, from_file: bool = False) -> subprocess.CompletedProcess:
+    """As the installer runs it (the SQL on stdin), or as the docs do for a remote database (-f)."""
     env = {k: v for k, v in os.environ.items() if k != "DB_PASSWORD"}
     if password is not None:
         env["DB_PASSWORD"] = password
     command = [tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", f"role={role}", "-v", f"db={db}"]
-    with open(SQL) as stdin:  # as the installer feeds it
+    if from_file:
+        command += ["-f", str(SQL)]
+    with open(SQL if not from_file else os.devnull) as stdin:
         return subprocess.run([*command, database_url()], stdin=stdin, env=env, capture_output=True, text=True)
 
 
@@ -46,7 +49,7 @@ def facts(role: str, db: str) -> tuple:
 def test_the_sql_creates_the_role_and_database_and_a_rerun_updates_only_the_password(names, django_db_blocker):
     role, db = names
     with django_db_blocker.unblock():
-        first = psql(role, db, "first-password-of-the-env-file")
+        first = psql(role, db, "first-password-of-the-env-file", from_file=True)
         assert first.returncode == 0, first.stderr
         owner, (can_login, password) = facts(role, db)
         assert owner == (role,) and can_login and password.startswith("SCRAM-SHA-256$")
