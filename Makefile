@@ -20,6 +20,7 @@ demo: venv
 test: venv
 	PYTHON=$(PY) scripts/ensure_postgres.sh
 	scripts/ensure_chromium.sh
+	scripts/ensure_deploy_tools.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv

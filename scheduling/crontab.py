@@ -31,7 +31,14 @@ def job_line(spec: registry.JobSpec, project_dir: str, python: str) -> str:
     return _line(project_dir, spec.name, command, spec.name)
 
 
-def render_crontab(project_dir: str, python: str, per_job: bool = False) -> str:
+def _for_cron_d(line: str, user: str) -> str:
+    # A file in /etc/cron.d names the user to run as between the five time fields and the command.
+    fields = line.split(" ", 5)
+    return " ".join([*fields[:5], user, fields[5]])
+
+
+def render_crontab(project_dir: str, python: str, per_job: bool = False, cron_d_user: str | None = None) -> str:
+    """A user's crontab, or with `cron_d_user` a file for /etc/cron.d running every line as that user."""
     lines = [HEADER]
     if per_job:
         for spec in registry.all_jobs():
@@ -40,4 +47,8 @@ def render_crontab(project_dir: str, python: str, per_job: bool = False) -> str:
     else:
         lines.append("# The tick starts each job whose schedule is due as its own process (var/log/<job>.log).")
         lines.append(tick_line(project_dir, python))
+    if cron_d_user:
+        lines = [
+            line if not line or line.startswith(("#", "SHELL=")) else _for_cron_d(line, cron_d_user) for line in lines
+        ]
     return "\n".join(lines) + "\n"

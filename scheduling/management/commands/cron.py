@@ -44,6 +44,11 @@ class Command(BaseCommand):
             action="store_true",
             help="One line per job (each minute with --if-due) instead of the one tick line.",
         )
+        tab.add_argument(
+            "--cron-d-user",
+            metavar="USER",
+            help="Render a file for /etc/cron.d: every line runs as USER (the field cron.d files have).",
+        )
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         getattr(self, f"do_{action.replace('-', '_')}")(**options)
@@ -106,8 +111,8 @@ class Command(BaseCommand):
         if not healthy:
             raise SystemExit(1)
 
-    def do_crontab(self, project_dir: str, python: str, per_job: bool, **options: Any) -> None:
-        self.stdout.write(render_crontab(project_dir, python, per_job), ending="")
+    def do_crontab(self, project_dir: str, python: str, per_job: bool, cron_d_user: str | None, **options: Any) -> None:
+        self.stdout.write(render_crontab(project_dir, python, per_job, cron_d_user), ending="")
 
     def do_tick(self, **options: Any) -> None:
         now = timezone.now()

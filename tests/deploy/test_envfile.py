@@ -1,0 +1,42 @@
+"""deploy/envfile.py, the installer's .env helper (standard library only)."""
+
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+HELPER = ROOT / "deploy" / "envfile.py"
+EXAMPLE = "# Debug.\nDEBUG=true\n# SECRET_KEY=change-me\nLOG_LEVEL=INFO\n"
+
+
+def helper(*args: str) -> str:
+    return subprocess.run([sys.executable, str(HELPER), *args], capture_output=True, text=True, check=True).stdout
+
+
+def test_a_new_file_takes_the_example_with_values_set_in_place(tmp_path):
+    example, env = tmp_path / "example", tmp_path / ".env"
+    example.write_text(EXAMPLE)
+    written = helper("write", str(env), str(example), "DEBUG=false", "SECRET_KEY={secret}", "CACHE_URL=dbcache://c")
+    assert written.split() == ["DEBUG", "SECRET_KEY", "CACHE_URL"]
+    lines = env.read_text().splitlines()
+    assert lines[:2] == ["# Debug.", "DEBUG=false"]
+    assert lines[2].startswith("SECRET_KEY=") and len(lines[2]) == len("SECRET_KEY=") + 43
+    assert lines[3:] == ["LOG_LEVEL=INFO", "CACHE_URL=dbcache://c"]
+
+
+def test_an_existing_file_gains_only_missing_keys_and_a_secret_is_generated_once(tmp_path):
+    example, env = tmp_path / "example", tmp_path / ".env"
+    example.write_text(EXAMPLE)
+    env.write_text("DEBUG=true\nSECRET_KEY_FILE=/etc/x\n")
+    assert helper("write", str(env), str(example), "DEBUG=false", "SECRET_KEY={secret}", "CRON_SECRET={secret}")
+    text = env.read_text()
+    assert text.startswith("DEBUG=true\nSECRET_KEY_FILE=/etc/x\nCRON_SECRET=")
+    assert "SECRET_KEY=" not in text.replace("SECRET_KEY_FILE=", "")
+    assert helper("write", str(env), str(example), "CRON_SECRET={secret}").strip() == ""
+    assert env.read_text() == text
+
+
+def test_database_url_parts_keep_empty_fields():
+    parts = helper("dburl", "postgres://app:p%40ss@db.internal:6432/app").rstrip("\n").split("\x1f")
+    assert parts == ["db.internal", "6432", "app", "p@ss", "app"]
+    assert helper("dburl", "postgres:///messaging").rstrip("\n").split("\x1f") == ["", "5432", "", "", "messaging"]
