@@ -181,3 +181,25 @@ def test_env_example_placeholders_are_the_ones_production_refuses():
     for name in ("SECRET_KEY", "CRON_SECRET"):
         values = [line.split("=", 1)[1] for line in text.splitlines() if line.lstrip("# ").startswith(f"{name}=")]
         assert values and all(value.startswith("change-me") for value in values), name
+
+
+def test_the_slot_option_takes_that_slot_and_force_runs_without_one():
+    slot = "2026-12-02T10:05:00+00:00"
+    call_command("watchdog", "--trigger=cron", f"--slot={slot}", stdout=StringIO())
+    out = StringIO()
+    call_command("watchdog", "--trigger=cron", f"--slot={slot}", stdout=out)
+    assert "slot_done" in out.getvalue()
+    call_command("watchdog", "--trigger=cron", f"--slot={slot}", "--force", stdout=StringIO())
+    runs = JobRun.objects.filter(job__name="watchdog").order_by("pk")
+    assert [(r.status, r.planned_at is not None) for r in runs] == [
+        ("succeeded", True),
+        ("skipped", True),
+        ("succeeded", False),
+    ]
+
+
+def test_a_slot_without_an_offset_is_refused_by_name():
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="has no UTC offset"):
+        call_command("watchdog", "--slot=2026-12-02T10:05", stdout=StringIO())
