@@ -14,6 +14,7 @@ from django.utils.html import format_html, format_html_join
 from campaigns.models import Campaign, CampaignRecipient
 from campaigns.selectors import recipient_counts
 from campaigns.services import CampaignConflict, add_csv, cancel_campaign, pause_campaign, resume_campaign
+from messaging.admin import ReadOnlyMixin
 
 RECIPIENTS_PER_PAGE = 50
 CSV_MAX_BYTES = 10 * 1024 * 1024
@@ -32,7 +33,7 @@ class RecipientPageFormSet(BaseInlineFormSet):
         return self._page_rows
 
 
-class RecipientInline(admin.TabularInline):
+class RecipientInline(ReadOnlyMixin, admin.TabularInline):
     model = CampaignRecipient
     formset = RecipientPageFormSet
     extra = 0
@@ -47,15 +48,6 @@ class RecipientInline(admin.TabularInline):
         except ValueError:
             page = 1
         return type("RecipientPage", (formset,), {"page": page})
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 class CsvImportForm(forms.Form):
