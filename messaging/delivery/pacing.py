@@ -28,6 +28,9 @@ DEFAULT_PAUSE_SECONDS = 1.0
 # transient error.
 MAX_RATE_LIMITED_TRIES = 3
 RATE_LIMITED_CODES = {"20429", "rate_limit_exceeded"}
+# A provider asking for a longer wait (a daily quota) pauses this long at a time, and the run
+# says so (failed), so a stop that long is heard of rather than looking like a quiet run.
+MAX_PAUSE_SECONDS = 300.0
 
 
 def buckets_for(message: ScheduledMessage) -> list[Bucket]:
@@ -45,13 +48,17 @@ def buckets_for(message: ScheduledMessage) -> list[Bucket]:
 def _sms_allowances(message: ScheduledMessage) -> list[tuple[str, float]]:
     if str(settings.SMS_PROVIDER).lower() != "twilio":
         return []
+    # The narrower allowance first and the account's last: the account slot is then taken right
+    # before the request, so waiting for a sender's slot never lands a request on top of the
+    # account's pace. Messaging Service sends count against the account too (Twilio's limits
+    # are per account).
     account = f"twilio:{settings.TWILIO_ACCOUNT_SID}"
     own = message.client.sms_from_number if message.client else ""
     service = settings.TWILIO_MESSAGING_SERVICE_SID
     if service and not own:
-        return [(f"{account}:{service}", settings.TWILIO_MESSAGING_SERVICE_RATE)]
+        return [(f"{account}:{service}", settings.TWILIO_MESSAGING_SERVICE_RATE), (account, settings.TWILIO_SEND_RATE)]
     sender = own or settings.TWILIO_FROM_NUMBER
-    return [(account, settings.TWILIO_SEND_RATE), (f"{account}:{sender}", settings.TWILIO_SENDER_RATE)]
+    return [(f"{account}:{sender}", settings.TWILIO_SENDER_RATE), (account, settings.TWILIO_SEND_RATE)]
 
 
 def pause_seconds(error: BaseException | None) -> float | None:
@@ -60,7 +67,8 @@ def pause_seconds(error: BaseException | None) -> float | None:
         return None
     if error.http_status != 429 and error.code not in RATE_LIMITED_CODES:
         return None
-    return error.retry_after if error.retry_after is not None else DEFAULT_PAUSE_SECONDS
+    seconds = error.retry_after if error.retry_after is not None else DEFAULT_PAUSE_SECONDS
+    return min(seconds, MAX_PAUSE_SECONDS)
 
 
 class RunPacing:
@@ -71,6 +79,7 @@ class RunPacing:
         self._lock = threading.Lock()
         self.throttled: set[str] = set()  # channels with no send slot before the run ends
         self.counts: Counter = Counter()
+        self.problems: list[str] = []  # what makes this run failed: a long pause, a broken limiter
 
     def turn(self, message: ScheduledMessage, until: float, stop: threading.Event) -> Turn:
         """This message's place in each of its allowances, to be taken by the provider call
@@ -83,6 +92,11 @@ class RunPacing:
         if turn.stop is None or not turn.stop.is_set():
             with self._lock:
                 self.throttled.add(message.channel)
+                if turn.error is not None and len(self.problems) < 5:
+                    self.problems.append(
+                        f"the send allowance could not be read ({type(turn.error).__name__}: {turn.error}); "
+                        f"{message.channel} messages released unsent"
+                    )
 
     def rate_limited(self, message: ScheduledMessage, error: BaseException | None) -> bool:
         """Pause the message's allowances for everyone when `error` is a 429; True when the
@@ -91,8 +105,14 @@ class RunPacing:
         buckets = buckets_for(message) if seconds is not None else []
         if not buckets:
             return False  # unpaced (rate 0): an ordinary transient error, retried later
+        asked = getattr(error, "retry_after", None)
         with self._lock:
             self.counts["rate_limited"] += 1
+            if asked is not None and asked > MAX_PAUSE_SECONDS and len(self.problems) < 5:
+                self.problems.append(
+                    f"the provider asked to wait {asked:.0f} s ({str(error)[:120]}): a quota? sending pauses "
+                    f"{MAX_PAUSE_SECONDS:.0f} s at a time until it stops asking"
+                )
         for bucket in buckets:
             bucket.pause(seconds, reason=str(error)[:200])
         return True

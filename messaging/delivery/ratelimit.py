@@ -149,13 +149,19 @@ class Turn:
         self.buckets, self.until, self.stop = buckets, until, stop
         self.taken = False
         self.refused = False  # no slot before `until`, or stopped while waiting
+        self.error: BaseException | None = None  # the limiter itself failed (its database)
 
     def take(self) -> None:
         if self.taken:
             return  # one slot per send, whatever the SDK does inside it
         self.taken = True
         for bucket in self.buckets:
-            if not bucket.acquire(until=self.until, stop=self.stop):
+            try:
+                granted = bucket.acquire(until=self.until, stop=self.stop)
+            except Exception as exc:  # the shared allowance unreadable: never a provider error
+                self.refused, self.error = True, exc
+                raise NoTurn(f"send allowance {bucket.name} unavailable: {exc}") from exc
+            if not granted:
                 self.refused = True
                 raise NoTurn(f"no send slot in {bucket.name} in time")
 

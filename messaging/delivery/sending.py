@@ -236,9 +236,11 @@ class _ProviderWatch:
         for key, count in self.pacing.counts.items():
             self.ctx.add(key, count)
         if self.pacing.throttled:
-            # Not a failure: the provider's allowance is used up until after this run; the
-            # next run sends what was released.
+            # Not a failure by itself: the provider's allowance is used up until after this
+            # run; the next run sends what was released.
             self.ctx.data["throttled"] = sorted(PROVIDER_NAMES[c] for c in self.pacing.throttled)
+        for problem in self.pacing.problems:
+            self.ctx.fail_run(problem)
         if self.halts.channels or self.halts.senders:
             self.ctx.data["halted"] = sorted(
                 [PROVIDER_NAMES[c] for c in self.halts.channels] + [f"SMS from {s}" for s in self.halts.senders]

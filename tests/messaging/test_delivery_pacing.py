@@ -82,12 +82,12 @@ def test_a_429_pauses_the_allowance_and_the_message_goes_after_it_without_an_att
 def test_a_pause_longer_than_the_run_releases_its_claims_and_ends_the_run(paced, fake_providers):
     many_sms(5)
     note = email()
-    fake_providers.fail_next(1, "429", service="twilio", retry_after="600")
+    fake_providers.fail_next(1, "429", service="twilio", retry_after="240")
 
     started = time.monotonic()
     result = deliver()
 
-    assert time.monotonic() - started < 10  # ended, not waiting ten minutes
+    assert time.monotonic() - started < 10  # ended, not waiting four minutes
     assert result.status == "succeeded" and result.data["throttled"] == ["SMS"]
     assert len(fake_providers.requests_to("sms_create")) == 1
     texts = ScheduledMessage.objects.exclude(pk=note.pk)
@@ -97,13 +97,27 @@ def test_a_pause_longer_than_the_run_releases_its_claims_and_ends_the_run(paced,
 
 def test_a_throttled_channel_is_sent_by_the_next_run_once_the_pause_ends(paced, fake_providers):
     many_sms(2)
-    fake_providers.fail_next(1, "429", service="twilio", retry_after="600")
+    fake_providers.fail_next(1, "429", service="twilio", retry_after="240")
     deliver()
     shared_bucket.database.execute("UPDATE messaging_ratebucket SET next_slot = clock_timestamp()", {})
 
     result = deliver()
 
     assert result.data["sent"] == 2 and "throttled" not in result.data
+
+
+def test_a_wait_longer_than_the_cap_pauses_at_most_the_cap_and_fails_the_run(paced, fake_providers):
+    from messaging.delivery.pacing import MAX_PAUSE_SECONDS
+
+    many_sms(2)
+    fake_providers.fail_next(1, "429", service="twilio", retry_after="86400")  # a daily quota
+    result = run_job("process-scheduled", "manual")
+    assert result.status == "failed" and "asked to wait 86400 s" in result.message
+    paused_for = shared_bucket.database.execute(
+        "SELECT max(EXTRACT(EPOCH FROM next_slot - clock_timestamp())) FROM messaging_ratebucket", {}
+    )
+    assert paused_for[0] <= MAX_PAUSE_SECONDS + 1
+    assert set(ScheduledMessage.objects.values_list("status", "attempts")) == {(Status.PENDING, 0)}
 
 
 def test_unpaced_429_stays_an_ordinary_retry(provider_settings, fake_providers):
@@ -141,16 +155,20 @@ def test_sms_go_through_the_messaging_service_when_one_is_set(paced, fake_provid
     assert {ScheduledMessage.objects.get(pk=m.pk).status for m in (pooled, own)} == {Status.SENT}
 
 
-def test_the_messaging_service_has_its_own_allowance(paced):
+def test_the_messaging_service_has_its_own_allowance_and_counts_against_the_account(paced):
     paced.TWILIO_MESSAGING_SERVICE_SID = SERVICE_SID
     paced.TWILIO_MESSAGING_SERVICE_RATE = 30
     paced.TWILIO_SENDER_RATE = 1
     pooled, own = sms(), sms(client=make_client(sms_from_number="+14155550999"))
 
-    assert [(b.name, b.rate) for b in buckets_for(pooled)] == [(f"twilio:{FAKE_ACCOUNT_SID}:{SERVICE_SID}", 30)]
-    assert [(b.name, b.rate) for b in buckets_for(own)] == [
+    # The narrower allowance first, the account's last (its slot taken right before the request).
+    assert [(b.name, b.rate) for b in buckets_for(pooled)] == [
+        (f"twilio:{FAKE_ACCOUNT_SID}:{SERVICE_SID}", 30),
         (f"twilio:{FAKE_ACCOUNT_SID}", 10),
+    ]
+    assert [(b.name, b.rate) for b in buckets_for(own)] == [
         (f"twilio:{FAKE_ACCOUNT_SID}:+14155550999", 1),
+        (f"twilio:{FAKE_ACCOUNT_SID}", 10),
     ]
 
 
@@ -158,8 +176,8 @@ def test_a_sender_allowance_applies_only_when_set(paced):
     assert [b.name for b in buckets_for(sms())] == [f"twilio:{FAKE_ACCOUNT_SID}"]
     paced.TWILIO_SENDER_RATE = 1
     assert [b.name for b in buckets_for(sms())] == [
-        f"twilio:{FAKE_ACCOUNT_SID}",
         f"twilio:{FAKE_ACCOUNT_SID}:{FAKE_FROM_NUMBER}",
+        f"twilio:{FAKE_ACCOUNT_SID}",
     ]
 
 
@@ -219,3 +237,20 @@ def test_an_invalid_messaging_service_holds_the_sms_and_fails_the_run_saying_wha
     assert result.status == "failed" and "TWILIO_MESSAGING_SERVICE_SID" in result.message
     message.refresh_from_db()
     assert (message.status, message.attempts) == (Status.PENDING, 0)
+
+
+def test_a_limiter_that_cannot_reach_its_database_releases_unsent_and_fails_the_run(paced, fake_providers, monkeypatch):
+    import psycopg
+
+    many_sms(2)
+
+    def unreachable():
+        raise psycopg.OperationalError("connection refused (the limiter's database)")
+
+    with monkeypatch.context() as patched:  # undone before the fixture cleans the allowances up
+        patched.setattr(shared_bucket.database, "_conn", None)
+        patched.setattr(shared_bucket.database, "_connect", unreachable)
+        result = run_job("process-scheduled", "manual")
+    assert result.status == "failed" and "send allowance could not be read" in result.message
+    assert fake_providers.requests_to("sms_create") == []
+    assert set(ScheduledMessage.objects.values_list("status", "attempts")) == {(Status.PENDING, 0)}
