@@ -321,3 +321,19 @@ def test_a_completed_campaign_notifies_once_after_the_tick_commits(client, djang
     assert len(told) == 1
     (note,) = Notification.objects.all()
     assert note.event == "campaign_completed" and note.subject == "[campaign] Empty one completed"
+
+
+def test_each_batch_judges_the_per_minute_cap_on_the_clock_as_it_is(client):
+    """A tick's later batches stamp launched_at with the time they launch, not the time the
+    tick began: a tick that takes long cannot launch a second minute's worth seconds later."""
+    import time as real_time
+
+    first, second = make_campaign(client, per_minute=2), make_campaign(client, name="second", per_minute=2)
+    add_recipients(first, 4)
+    add_recipients(second, 4, start=100)
+    started = real_time.monotonic()
+    process_campaigns(NOON, batch_size=1)
+    elapsed = real_time.monotonic() - started
+    stamps = sorted(CampaignRecipient.objects.exclude(launched_at=None).values_list("launched_at", flat=True))
+    assert len(stamps) == 4 and stamps[0] >= NOON and stamps[-1] <= NOON + timedelta(seconds=elapsed)
+    assert stamps[-1] > stamps[0]  # the second batch is stamped later than the first
