@@ -9,7 +9,12 @@ DO $$ BEGIN RAISE EXCEPTION 'DB_PASSWORD is not set: the installer passes the pa
 \endif
 SELECT format('CREATE ROLE %I LOGIN', :'role')
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role') \gexec
--- .env is the source of truth: a re-run sets the role's password to the one in .env.
+-- .env is the source of truth: a re-run sets the role's password to the one in .env. The
+-- statement carries the password: keep it out of the server log (log_statement, or an error).
+SET log_statement = 'none';
+SET log_min_error_statement = 'panic';
 SELECT format('ALTER ROLE %I LOGIN PASSWORD %L', :'role', :'password') \gexec
+RESET log_statement;
+RESET log_min_error_statement;
 SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'role')
  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db') \gexec

@@ -63,6 +63,12 @@ def write_env(env_path: str, example_path: str, values: dict[str, str]) -> list[
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
     os.chmod(tmp, 0o640)
+    if os.path.exists(env_path):
+        # The replacement keeps the old file's owner and group: an installer stopped after this
+        # step must not leave a .env the service user can no longer read.
+        old = os.stat(env_path)
+        if hasattr(os, "chown") and os.geteuid() == 0:
+            os.chown(tmp, old.st_uid, old.st_gid)
     os.replace(tmp, env_path)
     return list(values)
 

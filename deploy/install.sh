@@ -305,9 +305,14 @@ fi
 install_content 0644 "/etc/cron.d/$SITE" <<<"$crontab_text"
 info "/etc/cron.d/$SITE $([[ "$CHANGED" == yes ]] && echo installed || echo unchanged): the tick, as $APP_USER, output in var/log/"
 # Installers before /etc/cron.d put the tick in the user's own crontab: remove it, once.
+# Only the tick's line goes: anything else the operator keeps in that crontab stays.
 if command -v crontab >/dev/null 2>&1 && crontab -l -u "$APP_USER" 2>/dev/null | grep -q 'manage.py cron tick'; then
-    sys crontab -r -u "$APP_USER"
-    info "removed the old tick from the crontab of $APP_USER (now in /etc/cron.d)"
+    if dry_run; then
+        printf '    would run: crontab -l -u %q | grep -v "manage.py cron tick" | crontab -u %q -\n' "$APP_USER" "$APP_USER"
+    else
+        crontab -l -u "$APP_USER" | grep -v 'manage.py cron tick' | crontab -u "$APP_USER" -
+    fi
+    info "removed the old tick line from the crontab of $APP_USER (now in /etc/cron.d); its other lines are kept"
 fi
 if [[ -f /etc/cron.allow ]] && ! grep -qx "$APP_USER" /etc/cron.allow; then
     warn "/etc/cron.allow exists and does not list $APP_USER: add it, or cron may refuse the jobs."

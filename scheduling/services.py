@@ -75,7 +75,9 @@ def prune_runs(now: datetime, batch_size: int = 5000) -> int:
     deleted = 0
     while True:
         ids = list(
+            # A run still marked running is the watchdog's to settle (abandoned), not prune's.
             JobRun.objects.filter(started_at__lt=cutoff)
+            .exclude(status=RunStatus.RUNNING)
             .order_by("started_at")
             .values_list("pk", flat=True)[:batch_size]
         )

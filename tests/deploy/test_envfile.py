@@ -1,7 +1,10 @@
 """deploy/envfile.py, the installer's .env helper (standard library only)."""
 
+import os
 import subprocess
 import sys
+
+import pytest
 
 from tests.conftest import ROOT
 
@@ -40,3 +43,14 @@ def test_database_url_parts_keep_empty_fields():
     parts = helper("dburl", "postgres://app:p%40ss@db.internal:6432/app").rstrip("\n").split("\x1f")
     assert parts == ["db.internal", "6432", "app", "p@ss", "app"]
     assert helper("dburl", "postgres:///messaging").rstrip("\n").split("\x1f") == ["", "5432", "", "", "messaging"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing a file's owner needs root")
+def test_a_completed_file_keeps_its_owner_and_group(tmp_path):
+    example, env = tmp_path / "example", tmp_path / ".env"
+    example.write_text(EXAMPLE)
+    env.write_text("DEBUG=true\n")
+    os.chown(env, 65534, 65534)  # nobody: the service user
+    helper("write", str(env), str(example), "CRON_SECRET={secret}")
+    assert (env.stat().st_uid, env.stat().st_gid) == (65534, 65534)
+    assert oct(env.stat().st_mode & 0o777) == "0o640"

@@ -105,3 +105,21 @@ def test_lock_probe_does_not_take_the_lock(sample_jobs_registered):
     finally:
         held.release()
     assert not is_held("test-ok")
+
+
+@pytest.mark.django_db
+def test_prune_leaves_a_run_still_marked_running_to_the_watchdog():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from scheduling import registry
+    from scheduling.models import JobRun
+    from scheduling.services import ensure_job, prune_runs
+
+    job = ensure_job(registry.get("watchdog"))
+    old = timezone.now() - timedelta(days=90)
+    JobRun.objects.create(job=job, trigger="cron", status="running", started_at=old)
+    JobRun.objects.create(job=job, trigger="cron", status="succeeded", started_at=old, finished_at=old)
+    assert prune_runs(timezone.now()) == 1
+    assert list(JobRun.objects.values_list("status", flat=True)) == ["running"]
