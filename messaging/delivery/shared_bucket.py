@@ -141,6 +141,12 @@ class SharedBucket:
         try:
             while True:
                 with self._lock:
+                    # A slot left over from an earlier round (handed out for a thread that got
+                    # one of its own) is stale once its time has passed: sending on it now
+                    # would go outside the shared pace. Drop it and ask for a fresh one.
+                    stale = time.monotonic() - 1.0 / self.pace
+                    while self._slots and self._slots[0] < stale:
+                        self._slots.popleft()
                     if not self._slots and time.monotonic() >= self._not_before:
                         if self._fetch(until) is False:
                             return False  # the next slot comes after `until`: nothing taken
