@@ -17,6 +17,8 @@ from messaging.models import ScheduledMessage, Status
 from scheduling.models import JobRun
 from scheduling.runner import run_job
 from tests.conftest import start_manage
+from tests.messaging.test_delivery_pacing_processes import peak_in_one_second
+from tests.messaging.test_delivery_pacing_processes import queue as queue_paced
 from tests.messaging.test_delivery_processes import provider_env, queue, sends_per_message
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -79,6 +81,26 @@ def test_two_workers_send_each_message_once_and_the_run_counts_them_all(fake_pro
     assert sum(by_worker) == 600 and min(by_worker) > 0, by_worker  # both workers sent some
     claimers = set(ScheduledMessage.objects.values_list("claimed_by", flat=True))
     assert len(claimers) == 2 and all(not c.endswith(f":{worker.pid}") for c in claimers)  # the children claimed
+
+
+def test_two_workers_share_one_allowance_per_provider(fake_providers):
+    fake_providers.set_rate_limit("twilio", 10)
+    fake_providers.set_rate_limit("resend", 2)
+    queue_paced(sms=30, emails=8)
+    env = provider_env(
+        fake_providers, DELIVERY_CONCURRENCY="4", DELIVERY_BATCH_SIZE="10", TWILIO_SEND_RATE="10", RESEND_SEND_RATE="2"
+    )
+    worker = start_manage("process_scheduled", "--workers", "2", **env)
+    out, err = worker.communicate(timeout=120)
+
+    assert worker.returncode == 0, (out, err)
+    # One over in the fake's stamps is its own timing noise (see test_delivery_pacing_processes).
+    assert peak_in_one_second(fake_providers.send_times("twilio")) <= 10 + 1
+    assert peak_in_one_second(fake_providers.send_times("resend")) <= 2 + 1
+    assert len(fake_providers.rate_limited()) <= 2
+    assert set(ScheduledMessage.objects.values_list("status", "attempts")) == {(Status.SENT, 1)}
+    run = JobRun.objects.get(job__name="process-scheduled")
+    assert run.summary["sent"] == 38 and min(run.summary["sent_by_worker"]) > 0, run.summary
 
 
 def test_a_killed_worker_fails_the_run_and_the_next_run_sends_the_rest_once(fake_providers):
@@ -176,3 +198,19 @@ def test_http_and_in_process_runs_send_from_one_process(provider_settings):
     result = run_job("process-scheduled", "manual")
     assert result.status == "succeeded" and result.data["sent"] == 5
     assert "workers" not in result.data
+
+
+def test_a_worker_that_raises_fails_the_run_with_its_error_and_keeps_its_counts():
+    from messaging.delivery.workers import deliver_in_workers
+    from scheduling.context import JobContext
+
+    def work(ctx: JobContext) -> None:
+        ctx.add("sent", 2)
+        ctx.item_succeeded(2)
+        raise RuntimeError("database went away")
+
+    ctx = JobContext("process-scheduled", 0, timedelta(minutes=1))
+    deliver_in_workers(ctx, 2, work)
+    assert ctx.data["sent"] == 4 and ctx.data["sent_by_worker"] == [2, 2] and ctx.processed == 4
+    assert "delivery worker 1 (pid" in ctx.failure and "RuntimeError: database went away" in ctx.failure
+    assert "delivery worker 2" in ctx.failure
