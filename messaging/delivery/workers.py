@@ -23,7 +23,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from django.conf import settings
-from django.db import connections
+from django.db import connection, connections
 
 from messaging.delivery import shared_bucket
 from messaging.delivery.providers import reset_providers
@@ -37,7 +37,10 @@ _PR_SET_PDEATHSIG = 1
 
 def workers_for(requested: int | None, now: datetime) -> int:
     """How many processes to send from: `requested` (None: DELIVERY_WORKERS), 0 meaning one
-    per core, never more than the messages due now (a process per message at most)."""
+    per core, never more than the messages due now (a process per message at most). One on
+    SQLite (the demo), whose claims take no row locks to share a queue by."""
+    if connection.vendor != "postgresql":
+        return 1
     wanted = settings.DELIVERY_WORKERS if requested is None else requested
     if wanted == 0:
         wanted = os.cpu_count() or 1

@@ -186,6 +186,15 @@ def test_workers_follow_the_option_then_the_setting_and_never_outnumber_due_mess
     assert workers_for(requested, timezone.now()) == expected
 
 
+def test_sqlite_sends_from_one_process(settings, monkeypatch):
+    from django.db import connection
+
+    settings.DELIVERY_WORKERS = 4
+    queue(10)
+    monkeypatch.setattr(connection, "vendor", "sqlite")
+    assert workers_for(None, timezone.now()) == 1
+
+
 def test_zero_means_one_worker_per_core(settings):
     settings.DELIVERY_WORKERS = 0
     queue(50)
