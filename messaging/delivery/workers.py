@@ -143,8 +143,10 @@ def _work_in_child(parent: JobContext, parent_pid: int, writer: Connection, work
         error = f"{type(exc).__name__}: {exc}"
         ctx.log.exception("delivery_worker_error")
     finally:
-        snapshot = ctx.snapshot()
-        writer.send({**snapshot, "error": error})
+        try:
+            writer.send({**ctx.snapshot(), "error": error})
+        except OSError:  # the parent is gone (killed): nobody records this run any more
+            pass
         writer.close()
         connections.close_all()
         shared_bucket.database.close()
