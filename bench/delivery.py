@@ -5,7 +5,9 @@ the table grows.
 
 Prints messages/s at 0 ms and 50 ms provider latency, the ratio to the provider-bound ideal
 (N x latency / (2 x concurrency): a pool per channel), and the claim query's time with 1k vs 1M rows in the table.
-With --pacing (or --only-pacing): SMS at 10/s and email at 2 req/s, two processes at once
+With --workers (or --only-workers): at 0 ms latency and no limit, one run with --workers 1 and
+one with --workers 2 side by side (msg/s each, ratio). With --pacing (or --only-pacing): SMS at
+10/s and email at 2 req/s, two processes at once
 against a fake that answers 429 past the rate (time against the ideal, peak in any 1 s
 window, 429s), and the shared limiter's database time per message.
 """
@@ -91,7 +93,7 @@ def point_providers_at(url: str) -> None:
     reset_providers()
 
 
-def throughput(count: int, latency: float, concurrency: int) -> dict:
+def throughput(count: int, latency: float, concurrency: int, workers: int = 1) -> dict:
     from django.conf import settings
 
     from scheduling.runner import run_job
@@ -102,13 +104,15 @@ def throughput(count: int, latency: float, concurrency: int) -> dict:
     with fake_server(latency) as (url, seen):
         point_providers_at(url)
         started = time.perf_counter()
-        result = run_job("process-scheduled", "manual")
+        # As `process_scheduled --workers N` passes it (forked workers inherit these settings).
+        result = run_job("process-scheduled", "manual", options={"workers": workers})
         elapsed = time.perf_counter() - started
     sent = result.data.get("sent", 0)
     # Half SMS, half email, and a pool of `concurrency` threads per channel.
     ideal = count * latency / (2 * concurrency)
     return {
         "latency_ms": latency * 1000,
+        "workers": result.data.get("workers", 1),
         "sent": sent,
         "provider_saw": seen[0],
         "seconds": elapsed,
@@ -116,6 +120,20 @@ def throughput(count: int, latency: float, concurrency: int) -> dict:
         "ideal_seconds": ideal,
         "ratio_to_ideal": (ideal / elapsed) if ideal else None,
     }
+
+
+def workers_side_by_side(count: int, concurrency: int) -> None:
+    """0 ms latency, no limit: one run with --workers 1, then one with --workers 2."""
+    rows = [throughput(count, 0.0, concurrency, workers) for workers in (1, 2)]
+    for row in rows:
+        print(
+            f"  --workers {row['workers']}: {row['sent']} sent in {row['seconds']:.2f} s"
+            f" = {row['per_second']:.0f} msg/s"
+        )
+    print(
+        f"  ratio --workers 2 / --workers 1: {rows[1]['per_second'] / rows[0]['per_second']:.2f}x"
+        f" (cores: {os.cpu_count()})"
+    )
 
 
 def claim_query_ms(samples: int = 30) -> float:
@@ -195,6 +213,8 @@ def main() -> None:
     parser.add_argument("--only-claim", action="store_true", help="only the claim query measurement")
     parser.add_argument("--pacing", action="store_true", help="also the provider-bound runs with send allowances on")
     parser.add_argument("--only-pacing", action="store_true", help="only the provider-bound runs")
+    parser.add_argument("--workers", action="store_true", help="also 0 ms latency, --workers 1 vs --workers 2")
+    parser.add_argument("--only-workers", action="store_true", help="only the --workers 1 vs 2 comparison")
     parser.add_argument("--paced-sms", type=int, default=200, help="SMS for the 10/s run")
     parser.add_argument("--paced-emails", type=int, default=40, help="emails for the 2/s run")
     args = parser.parse_args()
@@ -204,6 +224,11 @@ def main() -> None:
 
         settings.DELIVERY_BATCH_SIZE = 100
         print(f"delivery of {args.messages} due messages (half SMS, half email), concurrency {args.concurrency}")
+        if args.workers or args.only_workers:
+            print("0 ms provider latency, no send limit, one run sending from 1 then 2 processes:")
+            workers_side_by_side(args.messages, args.concurrency)
+            if args.only_workers:
+                return
         if args.pacing or args.only_pacing:
             import _pacing
 

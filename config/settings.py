@@ -224,6 +224,13 @@ EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="messaging.delivery.mail_backen
 
 # --- Delivery -------------------------------------------------------------------------------
 DELIVERY_CONCURRENCY = env.int("DELIVERY_CONCURRENCY", default=8)
+# Processes `manage.py process_scheduled` sends from (each with DELIVERY_CONCURRENCY threads per
+# channel); 0 = one per CPU core. Never more than there are due messages; 1 = in-process.
+DELIVERY_WORKERS = env.int("DELIVERY_WORKERS", default=0)
+if DELIVERY_WORKERS < 0:
+    raise ImproperlyConfigured(
+        f"DELIVERY_WORKERS={DELIVERY_WORKERS} is below 0: set a number of processes, or 0 for one per core"
+    )
 DELIVERY_BATCH_SIZE = env.int("DELIVERY_BATCH_SIZE", default=100)
 DELIVERY_LEASE_SECONDS = env.int("DELIVERY_LEASE_SECONDS", default=300)
 DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=5)

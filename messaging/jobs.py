@@ -1,6 +1,7 @@
 """Messaging's jobs. Each adapts a domain function (which takes `now` and plain arguments) to
 a run: it reads the time once, isolates items through the context, and counts outcomes."""
 
+import argparse
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -11,7 +12,7 @@ from messaging.automations import agent_check, follow_ups, missed_calls
 from messaging.automations.notify import OwnerUnreachable
 from messaging.models import Client
 from scheduling.context import JobContext
-from scheduling.registry import register
+from scheduling.registry import CliOption, register
 
 T = TypeVar("T")
 SKIPPED_UNREACHABLE = "skipped_owner_unreachable"
@@ -49,6 +50,17 @@ class OwnerGate:
             return False
 
 
+def worker_count(text: str) -> int:
+    """--workers: a whole number, 0 or more."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes (0 = one per CPU core)")
+    return count
+
+
 @register(
     "process-scheduled",
     schedule="* * * * *",
@@ -57,6 +69,13 @@ class OwnerGate:
     # Claiming is SKIP LOCKED, so overlapping runs (crontab + HTTP, several hosts) share
     # the queue instead of waiting on each other.
     allow_concurrent=True,
+    cli_options=(
+        CliOption(
+            "--workers",
+            type=worker_count,
+            help="Processes to send from (default DELIVERY_WORKERS; 0 = one per CPU core; 1 = this process).",
+        ),
+    ),
 )
 def process_scheduled(ctx: JobContext) -> None:
     """Deliver due scheduled SMS and email."""
@@ -64,7 +83,9 @@ def process_scheduled(ctx: JobContext) -> None:
     # (started every few minutes) would otherwise pay.
     from messaging.delivery.sending import deliver_due_messages
 
-    deliver_due_messages(ctx)
+    # The command asks for --workers (None: the DELIVERY_WORKERS setting). Runs started in a
+    # web process (HTTP, "Run now") send from it alone: forking a threaded server is unsafe.
+    deliver_due_messages(ctx, workers=ctx.options.get("workers", 1))
 
 
 # Grace: one missed tick is normal under load; two in a row is worth an alert.

@@ -71,6 +71,7 @@ def run_from_command(
     slot: datetime | None = None,
     force: bool = False,
     delay: float = 0.0,
+    options: dict[str, Any] | None = None,
 ) -> None:
     spec = registry.get(name)
     if spec is None:
@@ -93,7 +94,7 @@ def run_from_command(
     if stop_requested():
         return
     try:
-        result = run_job(name, trigger, planned_at=planned_at)
+        result = run_job(name, trigger, planned_at=planned_at, options=options)
     except UnknownJob as exc:
         raise CommandError(f"unknown job {exc}") from exc
     command.stdout.write(describe_result(result))
@@ -123,8 +124,13 @@ class JobCommand(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         add_run_arguments(parser)
+        spec = registry.get(self.job_name)
+        for option in spec.cli_options if spec else ():
+            parser.add_argument(option.flag, dest=option.dest, type=option.type, help=option.help)
 
     def handle(
         self, *args: Any, trigger: str, if_due: bool, slot: datetime | None, force: bool, delay: float, **options: Any
     ) -> None:
-        run_from_command(self, self.job_name, trigger, if_due, slot, force, delay)
+        spec = registry.get(self.job_name)
+        job_options = {option.dest: options.get(option.dest) for option in spec.cli_options} if spec else {}
+        run_from_command(self, self.job_name, trigger, if_due, slot, force, delay, job_options)

@@ -52,9 +52,18 @@ def clear_stop_request() -> None:
 class JobContext:
     """Knows its run by job name and id only: jobs report through it, the runner records."""
 
-    def __init__(self, job_name: str, run_id: int, max_runtime: timedelta, lock: "Lock | None" = None) -> None:
+    def __init__(
+        self,
+        job_name: str,
+        run_id: int,
+        max_runtime: timedelta,
+        lock: "Lock | None" = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
         self.job_name = job_name
         self.run_id = run_id
+        # The job's own command-line options (registry.CliOption), empty for other triggers.
+        self.options: dict[str, Any] = dict(options or {})
         self.log = RunLogger(logger, {"job": job_name, "run_id": run_id})
         self._deadline = time.monotonic() + max_runtime.total_seconds()
         # Stop taking work this long before the deadline, so what is started can finish.
@@ -101,6 +110,41 @@ class JobContext:
             self.failure = f"{self.failure}; {reason}" if self.failure else reason
         self.log.error("run_failed", extra={"reason": reason})
 
+    # --- work split over processes ------------------------------------------------------
+    def for_worker(self) -> "JobContext":
+        """A context for a worker process of this run: the same run, deadline and options,
+        counters of its own (sent back with snapshot() and added up with absorb()). The job's
+        lock stays with the process that holds it."""
+        worker = JobContext(self.job_name, self.run_id, timedelta(0), options=self.options)
+        worker._deadline, worker._margin = self._deadline, self._margin
+        return worker
+
+    def snapshot(self) -> dict[str, Any]:
+        """What this context counted, as plain data a pipe can carry."""
+        with self._counters_lock:
+            return {
+                "processed": self.processed,
+                "succeeded": self.succeeded,
+                "failed": self.failed,
+                "data": dict(self.data),
+                "errors": list(self.errors),
+                "failure": self.failure,
+                "stopped_by": self.stopped_by,
+            }
+
+    def absorb(self, snapshot: dict[str, Any]) -> None:
+        """Add a worker's snapshot to this run: counts add up, lists are merged."""
+        with self._counters_lock:
+            self.processed += snapshot["processed"]
+            self.succeeded += snapshot["succeeded"]
+            self.failed += snapshot["failed"]
+            self.errors.extend(snapshot["errors"][: max(0, 20 - len(self.errors))])
+            for key, value in snapshot["data"].items():
+                self.data[key] = _merged(self.data.get(key), value)
+            if snapshot["failure"]:
+                self.failure = f"{self.failure}; {snapshot['failure']}" if self.failure else snapshot["failure"]
+            self.stopped_by = self.stopped_by or snapshot["stopped_by"]
+
     # --- per-item reporting (thread-safe: delivery reports from a pool) -------------------
     def item_succeeded(self, count: int = 1) -> None:
         with self._counters_lock:
@@ -146,3 +190,13 @@ class JobContext:
         CONN_MAX_AGE=0, close_old_connections() would otherwise reconnect for every item."""
         if connection.errors_occurred and not connection.in_atomic_block:
             close_old_connections()
+
+
+def _merged(mine: Any, theirs: Any) -> Any:
+    if mine is None:
+        return theirs
+    if isinstance(mine, int | float) and isinstance(theirs, int | float) and not isinstance(mine, bool):
+        return mine + theirs
+    if isinstance(mine, list) and isinstance(theirs, list):
+        return sorted(set(mine) | set(theirs), key=str)
+    return mine

@@ -7,11 +7,27 @@ the context; its name is the HTTP slug and, with `-` as `_`, its management comm
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from scheduling import schedule
 from scheduling.context import JobContext
 
 JobFunc = Callable[[JobContext], None]
+
+
+@dataclass(frozen=True)
+class CliOption:
+    """An option of the job's own command (`manage.py process_scheduled --workers 2`). Its
+    value reaches the job as `ctx.options[dest]` (None when not given on the command line);
+    runs started otherwise (HTTP, admin, the dashboard) have no such key."""
+
+    flag: str
+    type: Callable[[str], Any] = str
+    help: str = ""
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
 
 
 @dataclass(frozen=True)
@@ -28,6 +44,7 @@ class JobSpec:
     # overloaded machine is exactly when someone must hear that jobs are not running).
     guarded: bool = True
     options: dict = field(default_factory=dict)
+    cli_options: tuple[CliOption, ...] = ()
 
     @property
     def command(self) -> str:
@@ -47,6 +64,7 @@ def register(
     allow_concurrent: bool = False,
     description: str = "",
     guarded: bool = True,
+    cli_options: tuple[CliOption, ...] = (),
 ) -> Callable[[JobFunc], JobFunc]:
     """Decorator: `@register("daily", schedule="5 * * * *")` over a job function."""
 
@@ -61,6 +79,7 @@ def register(
                 max_runtime=max_runtime,
                 allow_concurrent=allow_concurrent,
                 guarded=guarded,
+                cli_options=cli_options,
                 description=description or (func.__doc__ or "").strip().split("\n")[0],
             )
         )

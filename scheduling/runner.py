@@ -176,6 +176,7 @@ def run_job(
     idempotency_key: str = "",
     planned_at: datetime | None = None,
     claim_slot: bool = False,
+    options: dict[str, Any] | None = None,
 ) -> RunResult:
     """Run job `name` now. `planned_at` is the scheduled slot this run is for (a slot runs once:
     a second attempt is skipped as slot_done); with `claim_slot` and no `planned_at`, a run
@@ -215,7 +216,7 @@ def run_job(
             taken = _slot_run(job, planned_at)
             if taken is not None:
                 return _skip_slot_done(job, trigger, planned_at, taken)
-        return _execute(spec, job, trigger, idempotency_key, planned_at, lock)
+        return _execute(spec, job, trigger, idempotency_key, planned_at, lock, options or {})
     finally:
         if lock is not None:
             lock.release()
@@ -234,7 +235,13 @@ def _create_run(job: Job, trigger: str, planned_at: datetime | None, key: str) -
 
 
 def _execute(
-    spec: registry.JobSpec, job: Job, trigger: str, key: str, planned_at: datetime | None, lock: locks.Lock | None
+    spec: registry.JobSpec,
+    job: Job,
+    trigger: str,
+    key: str,
+    planned_at: datetime | None,
+    lock: locks.Lock | None,
+    options: dict[str, Any],
 ) -> RunResult:
     if key:
         # A key is honoured for CRON_IDEMPOTENCY_HOURS; an older run gives it up (only an
@@ -255,7 +262,7 @@ def _execute(
         if planned_at is None or _slot_run(job, planned_at) is None:
             raise
         run = _create_run(job, trigger, None, key)
-    ctx = JobContext(job.name, run.pk, spec.max_runtime, lock)
+    ctx = JobContext(job.name, run.pk, spec.max_runtime, lock, options=options)
     ctx.log.info("job_started", extra={"trigger": trigger})
     error = tb = ""
     try:

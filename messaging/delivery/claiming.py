@@ -17,7 +17,12 @@ from messaging.models import Channel, DeliveryAttempt, Outcome, ScheduledMessage
 from messaging.optouts import opt_outs_for
 from messaging.quiet_hours import next_allowed_time, window_for
 
-WORKER = f"{socket.gethostname()}:{os.getpid()}"[:100]
+HOST = socket.gethostname()
+
+
+def worker_name() -> str:
+    """Who claims: host and process id, asked each time (a delivery worker is a forked child)."""
+    return f"{HOST}:{os.getpid()}"[:100]
 
 
 @dataclass
@@ -86,13 +91,13 @@ def claim_due_messages(now: datetime, limit: int, lease: timedelta, exclude: Q |
             expect=[Status.PENDING],
             attempts=F("attempts") + 1,
             claimed_at=Now(),
-            claimed_by=WORKER,
+            claimed_by=worker_name(),
             claim_token=claim.token,
             lease_expires_at=Now() + lease,
         )
     for message in claim.ready:
         message.status, message.attempts = Status.SENDING, message.attempts + 1
-        message.claimed_at, message.claimed_by, message.claim_token = now, WORKER, claim.token
+        message.claimed_at, message.claimed_by, message.claim_token = now, worker_name(), claim.token
         message.send_by = send_by
     return claim
 
@@ -100,7 +105,9 @@ def claim_due_messages(now: datetime, limit: int, lease: timedelta, exclude: Q |
 def _fail_unsendable(message: ScheduledMessage, now: datetime, outcome: str, code: str, why: str) -> None:
     """Fail a message that must not go to its recipient, without a provider call."""
     transition(message.pk, Status.FAILED, expect=[Status.PENDING], last_error_code=code, last_error=why)
-    DeliveryAttempt.objects.create(message=message, started_at=now, outcome=outcome, error_code=code, worker=WORKER)
+    DeliveryAttempt.objects.create(
+        message=message, started_at=now, outcome=outcome, error_code=code, worker=worker_name()
+    )
 
 
 def release(messages: list[ScheduledMessage]) -> int:

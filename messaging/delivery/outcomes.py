@@ -13,7 +13,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from messaging.conversations import record_outbound_sms
-from messaging.delivery.claiming import WORKER
+from messaging.delivery.claiming import worker_name
 from messaging.delivery.providers.base import AccountError, PermanentError, ProviderError, SendResult
 from messaging.delivery.reports import apply_pending_reports
 from messaging.models import Channel, DeliveryAttempt, Outcome, ScheduledMessage, Status, transition
@@ -49,7 +49,7 @@ def _attempt(outcome: SendOutcome, kind: str, **fields: object) -> None:
         started_at=outcome.started_at,
         duration_ms=outcome.duration_ms,
         outcome=kind,
-        worker=WORKER,
+        worker=worker_name(),
         **fields,
     )
 

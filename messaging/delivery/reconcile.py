@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models.functions import Now
 
-from messaging.delivery.claiming import WORKER
+from messaging.delivery.claiming import worker_name
 from messaging.delivery.providers import get_sms_provider
 from messaging.delivery.providers.base import ProviderError
 from messaging.delivery.reports import apply_pending_reports
@@ -42,7 +42,7 @@ def _take_expired() -> list[ScheduledMessage]:
         # A new lease and token while we look: no other worker reconciles the same rows, and
         # a late outcome write from the claim that expired changes nothing.
         ScheduledMessage.objects.filter(pk__in=[m.pk for m in expired]).update(
-            lease_expires_at=Now() + lease, claimed_by=WORKER, claim_token=token
+            lease_expires_at=Now() + lease, claimed_by=worker_name(), claim_token=token
         )
     for message in expired:
         message.claim_token = token
@@ -132,7 +132,7 @@ def recover_expired_leases(now: datetime, should_stop: Callable[[], bool] = lamb
                     started_at=now,
                     outcome=Outcome.RECONCILED,
                     provider_message_id=sid,
-                    worker=WORKER,
+                    worker=worker_name(),
                     error="found at Twilio after the lease expired",
                 )
                 if moved:

@@ -100,9 +100,25 @@ def _call_provider(message: ScheduledMessage) -> SendOutcome:
     return outcome
 
 
-def deliver_due_messages(ctx: JobContext) -> None:
-    """Recover expired leases, then keep the send pool fed with claimed messages until none
-    is due or the deadline nears. Counts go to the run: sent, retrying, failed, held, ...
+def deliver_due_messages(ctx: JobContext, workers: int = 1) -> None:
+    """Recover expired leases and apply stored delivery reports, then send what is due: in
+    this process, or in up to `workers` processes sharing the queue (messaging.delivery.workers)."""
+    for key, count in recover_expired_leases(timezone.now(), should_stop=ctx.should_stop).items():
+        ctx.add(key, count)
+    for key, count in apply_stored_reports(timezone.now()).items():
+        ctx.add(key, count)
+    from messaging.delivery.workers import deliver_in_workers, workers_for
+
+    count = workers_for(workers, timezone.now())
+    if count > 1:
+        deliver_in_workers(ctx, count, send_due_messages)
+    else:
+        send_due_messages(ctx)
+
+
+def send_due_messages(ctx: JobContext) -> None:
+    """Keep the send pools fed with claimed messages until none is due or the deadline
+    nears. Counts go to the run: sent, retrying, failed, held, ...
 
     Each channel has its own pool of DELIVERY_CONCURRENCY threads. The next batch is claimed
     while a pool still works on the last one (when fewer than two sends per thread are left),
@@ -110,10 +126,6 @@ def deliver_due_messages(ctx: JobContext) -> None:
     refuses our account, or fails DELIVERY_BREAKER_THRESHOLD times in a row, is not used for
     the rest of the run, and the run fails saying what to fix.
     """
-    for key, count in recover_expired_leases(timezone.now(), should_stop=ctx.should_stop).items():
-        ctx.add(key, count)
-    for key, count in apply_stored_reports(timezone.now()).items():
-        ctx.add(key, count)
     lease = timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
     low_water = 2 * settings.DELIVERY_CONCURRENCY
     stop = threading.Event()

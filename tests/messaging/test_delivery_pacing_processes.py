@@ -39,7 +39,8 @@ def peak_in_one_second(times: list[float]) -> int:
 
 
 def run_two(fake, **env: str) -> list[tuple[str, str]]:
-    settings_env = provider_env(fake, DELIVERY_CONCURRENCY="4", DELIVERY_BATCH_SIZE="20", **env)
+    # Two runs of one process each (two hosts, say); one run's workers: test_delivery_workers.
+    settings_env = provider_env(fake, DELIVERY_CONCURRENCY="4", DELIVERY_BATCH_SIZE="20", DELIVERY_WORKERS="1", **env)
     workers = [start_manage("process_scheduled", **settings_env) for _ in range(2)]
     outputs = [w.communicate(timeout=120) for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
@@ -68,7 +69,9 @@ def test_two_processes_stay_within_one_allowance_per_provider(fake_providers):
 
 def test_a_429_with_retry_after_pauses_the_other_process_too(fake_providers):
     queue(sms=45)
-    env = provider_env(fake_providers, DELIVERY_CONCURRENCY="4", DELIVERY_BATCH_SIZE="5", TWILIO_SEND_RATE="10")
+    env = provider_env(
+        fake_providers, DELIVERY_CONCURRENCY="4", DELIVERY_BATCH_SIZE="5", TWILIO_SEND_RATE="10", DELIVERY_WORKERS="1"
+    )
     workers = [start_manage("process_scheduled", **env) for _ in range(2)]
     deadline = time.monotonic() + 60
     while len(fake_providers.sms_sent()) < 10:

@@ -75,7 +75,15 @@ def sends_per_message(fake) -> Counter:
 def test_kill_9_mid_batch_loses_nothing_and_sends_nothing_twice(fake_providers):
     queue(120)
     fake_providers.set_latency(0.05)
-    env = provider_env(fake_providers, DELIVERY_CONCURRENCY="4", DELIVERY_BATCH_SIZE="40", DELIVERY_LEASE_SECONDS="60")
+    # One process: killing it kills every send (a run's workers stop with their parent, see
+    # test_delivery_workers).
+    env = provider_env(
+        fake_providers,
+        DELIVERY_CONCURRENCY="4",
+        DELIVERY_BATCH_SIZE="40",
+        DELIVERY_LEASE_SECONDS="60",
+        DELIVERY_WORKERS="1",
+    )
     worker = start_manage("process_scheduled", **env)
     deadline = time.monotonic() + 60
     while len(fake_providers.sms_sent()) + len(fake_providers.emails_sent()) < 30:
