@@ -148,7 +148,8 @@ def process_campaigns(
         batch = ids[start : start + batch_size]
         # Each batch judges the per-minute cap, the window and launched_at on the clock as it
         # is now, not as it was when the tick began (a tick may take minutes).
-        batch_now = now + timedelta(seconds=time.monotonic() - started)
+        # (Whole seconds: a tick quicker than that stays on `now`, so a frozen clock is exact.)
+        batch_now = now + timedelta(seconds=int(time.monotonic() - started))
         try:
             result.merge(_tick_batch(batch, batch_now))
         except Exception:
