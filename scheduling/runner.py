@@ -355,4 +355,13 @@ def run_due_jobs(now: datetime | None = None) -> list[RunResult]:
     first tick, or catching up after an outage)."""
     now = now or timezone.now()
     due = [job for job in sync_jobs() if job.enabled and (job.last_success_at is None or job.is_overdue(now))]
-    return [run_job(job.name, Trigger.MANUAL) for job in due]
+    return [run_job(job.name, Trigger.MANUAL, planned_at=_current_slot(job, now)) for job in due]
+
+
+def _current_slot(job: Job, now: datetime) -> datetime | None:
+    """The slot a catch-up run stands for: the latest one, if still within the job's grace (the
+    tick would run it now), so the tick does not run the job again right after."""
+    if not job.cron:
+        return None
+    slot = schedule.previous_run(job.cron, job.tz, now)
+    return slot if now - slot <= job.grace else None

@@ -5,6 +5,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -210,3 +211,16 @@ def test_the_loop_as_a_process_sends_a_message_queued_through_the_api():
         out, err = loop.communicate(timeout=60)
     assert loop.returncode == 0, err
     assert "Scheduler loop" in out and "started" in out
+
+
+@pytest.mark.django_db
+def test_run_due_takes_the_current_slot_so_the_next_tick_does_not_run_the_job_again():
+    from scheduling.runner import run_due_jobs
+
+    at = UTC_DAY.replace(hour=10, minute=2)
+    with time_machine.travel(at, tick=False):
+        results = run_due_jobs(at)
+    assert {r.job for r in results} >= {"watchdog", "prune"}
+    assert JobRun.objects.get(job__name="watchdog").planned_at == UTC_DAY.replace(hour=10)  # within its grace
+    assert JobRun.objects.get(job__name="prune").planned_at is None  # 03:17 is long past its grace
+    assert "watchdog" not in planned(at + timedelta(seconds=30))
