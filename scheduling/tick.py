@@ -139,7 +139,8 @@ def tick(now: datetime | None = None, env: dict[str, str] | None = None) -> dict
     logger.info(
         "tick",
         extra={
-            "started": {s.job.name: s.slot.isoformat() for s in starts},
+            "started": {s.job.name: s.slot.isoformat() for s in starts if s.job.name in started},
+            "not_started": [s.job.name for s in starts if s.job.name not in started],
             "late": [s.job.name for s in starts if now - s.slot >= timedelta(minutes=1)],
             "disabled": [job.name for job, _ in disabled],
         },
