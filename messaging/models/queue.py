@@ -76,6 +76,9 @@ class ScheduledMessage(models.Model):
     # Bumped by an operator's retry: the provider keeps an idempotency key for 24 h, so a retry
     # must send under a key of its own, while crash recovery of one generation keeps its key.
     generation = models.PositiveIntegerField(default=0)
+    # The Idempotency-Key of the Resend batch this message last went out in, written before the
+    # call: crash recovery resends the whole batch under it (messaging.delivery.batching).
+    batch_idempotency_key = models.CharField(max_length=256, blank=True, default="")
     source = models.CharField(max_length=64, default="api")
     created_at = models.DateTimeField(default=utc_now)
     updated_at = models.DateTimeField(auto_now=True)
