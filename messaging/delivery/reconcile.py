@@ -4,7 +4,8 @@ Email goes back to `pending` and is resent with the same Idempotency-Key (its UU
 Resend drops a duplicate; email that went in a Resend batch is resent as that whole batch
 under the batch's recorded key (messaging.delivery.batching). SMS has no such key: Twilio is
 asked for messages to that number since the claim; one with the same sender and body means
-it went out (marked `sent` with that SID), none means it did not (back to `pending`). If Twilio cannot be asked, the message
+it went out (marked `sent` with that SID), none means it did not (back to `pending`). If
+Twilio cannot be asked, the message
 stays `sending` under a new lease and is asked about again later.
 """
 
