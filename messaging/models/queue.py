@@ -102,6 +102,10 @@ class ScheduledMessage(models.Model):
             models.Index(fields=["to"], name="sched_to"),
             # Provider webhooks look messages up by the provider's id.
             models.Index(fields=["provider_message_id"], name="sched_provider_id"),
+            # Crash recovery of a Resend batch: every message of the batch, by its key.
+            models.Index(
+                fields=["batch_idempotency_key"], name="sched_batch_key", condition=~models.Q(batch_idempotency_key="")
+            ),
             # Analytics count sends per client and day.
             models.Index(fields=["client", "sent_at"], name="sched_client_sent"),
         ]
