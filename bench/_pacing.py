@@ -65,10 +65,13 @@ def _env(url: str, rate: float, concurrency: int) -> dict[str, str]:
         "RESEND_SEND_RATE": str(rate),
         "DELIVERY_CONCURRENCY": str(concurrency),
         "DELIVERY_BATCH_SIZE": "20",
+        "RESEND_BATCH_SIZE": "1",  # one request per email: the allowance's own figure
     }
 
 
-def two_processes(fake_server, empty_queue, channel: str, count: int, rate: float, concurrency: int = 4) -> dict:
+def two_processes(
+    fake_server, empty_queue, channel: str, count: int, rate: float, concurrency: int = 4, **extra_env: str
+) -> dict:
     """`count` due messages of one channel, two processes sharing the allowance `rate`/s."""
     from django.db import connection
 
@@ -80,7 +83,7 @@ def two_processes(fake_server, empty_queue, channel: str, count: int, rate: floa
     queue_channel(channel, count)
     service = "twilio" if channel == "sms" else "resend"
     with fake_server(0.0, f"--{service}-rate", str(int(rate))) as (url, seen):
-        env = _env(url, rate, concurrency)
+        env = {**_env(url, rate, concurrency), **extra_env}
         started = time.perf_counter()
         workers = [
             subprocess.Popen(
@@ -109,6 +112,7 @@ def two_processes(fake_server, empty_queue, channel: str, count: int, rate: floa
         "ideal_span": (count - 1) / rate,
         "peak_1s": peak_in_one_second(times),
         "rate_limited": report["rate_limited"],
+        "requests": len(times),
         "exit_codes": [w.returncode for w in workers],
         "errors": [e[-500:] for e in errors if e.strip()],
     }
@@ -160,6 +164,7 @@ def report(fake_server, empty_queue, sms: int, emails: int) -> None:
         )
         for error in row["errors"]:
             print(f"    stderr: {error}")
+    batched(fake_server, empty_queue, emails * 50)
     for rate in (100.0, 1000.0):
         cost = limiter_cost(rate=rate, slots=int(rate * 4))
         print(
@@ -167,3 +172,21 @@ def report(fake_server, empty_queue, sms: int, emails: int) -> None:
             f"({cost['messages_per_round_trip']:.1f} per trip), {cost['ms_per_round_trip']:.2f} ms per round trip, "
             f"{cost['ms_per_message']:.3f} ms of database time per message"
         )
+
+
+def batched(fake_server, empty_queue, count: int, rate: float = 2.0) -> None:
+    """Email through /emails/batch (100 a request) at `rate` requests/s, two processes."""
+    row = two_processes(
+        fake_server, empty_queue, "email", count, rate, RESEND_BATCH_SIZE="100", DELIVERY_BATCH_SIZE="100"
+    )
+    span = row["send_span"]
+    print(
+        f"  email in batches of 100 at {rate:.0f} req/s, two processes: {row['sent']}/{row['count']} sent in "
+        f"{row['requests']} requests, {row['seconds']:.1f} s wall ({row['count'] / row['seconds']:.0f} emails/s); "
+        f"first to last request {span:.1f} s (ideal {(row['requests'] - 1) / rate:.1f} s), "
+        f"{row['count'] / (span + 1 / rate):.0f} emails/s at the provider, "
+        f"peak requests in any 1 s window {row['peak_1s']}, 429s {row['rate_limited']}, "
+        f"most attempts used {row['max_attempts_used']}, exit codes {row['exit_codes']}"
+    )
+    for error in row["errors"]:
+        print(f"    stderr: {error}")

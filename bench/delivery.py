@@ -9,7 +9,8 @@ With --workers (or --only-workers): at 0 ms latency and no limit, one run with -
 one with --workers 2 side by side (msg/s each, ratio). With --pacing (or --only-pacing): SMS at
 10/s and email at 2 req/s, two processes at once
 against a fake that answers 429 past the rate (time against the ideal, peak in any 1 s
-window, 429s), and the shared limiter's database time per message.
+window, 429s), email in batches of 100 at 2 req/s (--only-batch: that alone), and the shared
+limiter's database time per message.
 """
 
 import argparse
@@ -215,6 +216,7 @@ def main() -> None:
     parser.add_argument("--only-pacing", action="store_true", help="only the provider-bound runs")
     parser.add_argument("--workers", action="store_true", help="also 0 ms latency, --workers 1 vs --workers 2")
     parser.add_argument("--only-workers", action="store_true", help="only the --workers 1 vs 2 comparison")
+    parser.add_argument("--only-batch", action="store_true", help="only email in Resend batches at 2 req/s")
     parser.add_argument("--paced-sms", type=int, default=200, help="SMS for the 10/s run")
     parser.add_argument("--paced-emails", type=int, default=40, help="emails for the 2/s run")
     args = parser.parse_args()
@@ -229,6 +231,12 @@ def main() -> None:
             workers_side_by_side(args.messages, args.concurrency)
             if args.only_workers:
                 return
+        if args.only_batch:
+            import _pacing
+
+            print("email through /emails/batch, allowance shared in PostgreSQL, fake answering 429 past 2 req/s:")
+            _pacing.batched(fake_server, empty_queue, args.paced_emails * 50)
+            return
         if args.pacing or args.only_pacing:
             import _pacing
 

@@ -215,6 +215,9 @@ RESEND_API_KEY = env_secret("RESEND_API_KEY")
 RESEND_FROM_EMAIL = env.str("RESEND_FROM_EMAIL", default="")
 RESEND_API_URL = env.str("RESEND_API_URL", default="https://api.resend.com")
 RESEND_SEND_RATE = env.float("RESEND_SEND_RATE", default=2.0)
+# Emails per Resend /emails/batch request (at most 100); 0 = 100 when EMAIL_PROVIDER=resend,
+# 1 = one request per email.
+RESEND_BATCH_SIZE = env.int("RESEND_BATCH_SIZE", default=0)
 RESEND_WEBHOOK_SECRET = env_secret("RESEND_WEBHOOK_SECRET")
 PROVIDER_TIMEOUT_SECONDS = env.float("PROVIDER_TIMEOUT_SECONDS", default=10.0)
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="")

@@ -154,6 +154,22 @@ def record(outcome: SendOutcome, now: datetime | None = None) -> str:
             lease_expires_at=Now() + wait, last_error_code=code, last_error=text
         )
         return "unknown" if moved else "lost_claim"
+    if message.channel == Channel.EMAIL and message.batch_idempotency_key and getattr(error, "may_have_sent", False):
+        # A batch Resend may have created: only the same request under the same key is safe
+        # (a message re-batched with others would go under another key). It stays `sending`
+        # until the retry time; lease recovery then resends the whole batch under its key.
+        if message.attempts >= message.max_attempts:
+            moved = move(
+                Status.FAILED,
+                last_error_code=code,
+                last_error=f"gave up after {message.attempts} attempts (the batch may have been sent): {text}",
+                lease_expires_at=None,
+            )
+            return "failed" if moved else "lost_claim"
+        moved = ScheduledMessage.objects.filter(pk=message.pk, status=Status.SENDING, **ours).update(
+            lease_expires_at=Now() + (when - now), last_error_code=code, last_error=text
+        )
+        return "unknown" if moved else "lost_claim"
     if message.attempts >= message.max_attempts:
         moved = move(
             Status.FAILED,

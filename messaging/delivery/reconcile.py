@@ -1,9 +1,11 @@
 """Crash recovery: a `sending` message whose lease expired is reconciled, never guessed.
 
 Email goes back to `pending` and is resent with the same Idempotency-Key (its UUID), so
-Resend drops a duplicate. SMS has no such key: Twilio is asked for messages to that number
-since the claim; one with the same sender and body means it went out (marked `sent` with that
-SID), none means it did not (back to `pending`). If Twilio cannot be asked, the message
+Resend drops a duplicate; email that went in a Resend batch is resent as that whole batch
+under the batch's recorded key (messaging.delivery.batching). SMS has no such key: Twilio is
+asked for messages to that number since the claim; one with the same sender and body means
+it went out (marked `sent` with that SID), none means it did not (back to `pending`). If
+Twilio cannot be asked, the message
 stays `sending` under a new lease and is asked about again later.
 """
 
@@ -17,6 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models.functions import Now
 
+from messaging.delivery.batching import resend_recovered_batches
 from messaging.delivery.claiming import worker_name
 from messaging.delivery.providers import get_sms_provider
 from messaging.delivery.providers.base import ProviderError
@@ -101,6 +104,10 @@ def recover_expired_leases(now: datetime, should_stop: Callable[[], bool] = lamb
     would hold up all delivery); what is left is handed back for the next tick."""
     counts: Counter = Counter()
     taken = _take_expired()
+    batched = [m for m in taken if m.channel == Channel.EMAIL and m.batch_idempotency_key]
+    if batched:
+        counts.update(resend_recovered_batches(batched, now))
+        taken = [m for m in taken if not (m.channel == Channel.EMAIL and m.batch_idempotency_key)]
     for index, message in enumerate(taken):
         if should_stop():
             _hand_back(taken[index:], now)

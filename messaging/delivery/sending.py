@@ -14,6 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Q
 from django.utils import timezone
 
+from messaging.delivery.batching import batch_size, mark_batches, plan_batches, send_batch
 from messaging.delivery.claiming import claim_due_messages, release
 from messaging.delivery.halts import PROVIDER_NAMES, Breaker, Halts
 from messaging.delivery.outcomes import SendOutcome, account_problem, record_many
@@ -135,7 +136,7 @@ def send_due_messages(ctx: JobContext) -> None:
     # margin is at most a tenth of the run): a throttled channel is then left for the next run.
     run_until = time.monotonic() + 0.9 * ctx.time_left()
     watch = _ProviderWatch(ctx, halts, Breaker(settings.DELIVERY_BREAKER_THRESHOLD), pacing, run_until)
-    futures: dict[Future, ScheduledMessage] = {}
+    futures: dict[Future, list[ScheduledMessage]] = {}
     unsent: list[ScheduledMessage] = []
     recorder = _Recorder(ctx)
     drained: set[str] = set()  # channels with nothing left to claim in this run
@@ -152,7 +153,8 @@ def send_due_messages(ctx: JobContext) -> None:
             while True:
                 if ctx.should_stop():
                     stop.set()  # sends not yet started come back as None and are released
-                busy = Counter(m.channel for m in futures.values())
+                # Requests in flight per channel (a batch is one request).
+                busy = Counter(group[0].channel for group in futures.values())
                 wanted = [c for c in CHANNELS if c not in drained and busy[c] < low_water]
                 if wanted and not stop.is_set():
                     closed = [c for c in CHANNELS if c not in wanted]
@@ -162,7 +164,10 @@ def send_due_messages(ctx: JobContext) -> None:
                     ctx.add("deferred_quiet_hours", claim.deferred)
                     ctx.add("opted_out", claim.opted_out)
                     ctx.add("suppressed", claim.suppressed)
-                    futures.update({pools[m.channel].submit(watch.send, m, stop): m for m in claim.ready})
+                    singles, batches = plan_batches(claim.ready, batch_size())
+                    mark_batches(batches, singles)
+                    futures.update({pools[m.channel].submit(watch.send_group, [m], stop): [m] for m in singles})
+                    futures.update({pools[Channel.EMAIL].submit(watch.send_group, b, stop): b for b in batches})
                     if not (claim.ready or claim.deferred or claim.opted_out or claim.suppressed):
                         drained.update(wanted)
                     elif not claim.ready:
@@ -173,11 +178,12 @@ def send_due_messages(ctx: JobContext) -> None:
                     continue
                 done, _ = wait(futures, timeout=RECORD_GROUP_SECONDS, return_when=FIRST_COMPLETED)
                 for future in done:
-                    message, outcome = futures.pop(future), future.result()
-                    if outcome is None:
-                        unsent.append(message)
-                    else:
-                        recorder.add(outcome)
+                    futures.pop(future)
+                    for message, outcome in future.result():
+                        if outcome is None:
+                            unsent.append(message)
+                        else:
+                            recorder.add(outcome)
                 if recorder.due():
                     recorder.flush()
                     ctx.between_units()
@@ -187,7 +193,7 @@ def send_due_messages(ctx: JobContext) -> None:
             # Those in flight may reach the provider; they stay `sending` and lease recovery
             # reconciles them, so nothing is sent twice.
             stop.set()
-            unsent.extend(m for f, m in futures.items() if f.cancel())
+            unsent.extend(m for f, group in futures.items() if f.cancel() for m in group)
             raise
         finally:
             if unsent:
@@ -221,6 +227,22 @@ class _ProviderWatch:
         if outcome is not None:
             self.saw(outcome)
         return outcome
+
+    def send_group(
+        self, messages: list[ScheduledMessage], stop: threading.Event
+    ) -> list[tuple[ScheduledMessage, SendOutcome | None]]:
+        """One message alone, or an email batch (one request; split on a 422): each message
+        with its outcome, None when it was not started."""
+        if len(messages) == 1:
+            return [(messages[0], self.send(messages[0], stop))]
+        outcomes, split = send_batch(
+            messages, stop, self.halts, self.pacing, self.until, send_alone=lambda m: self.send(m, stop)
+        )
+        if outcomes is None:
+            return [(m, None) for m in messages]
+        if not split:
+            self.saw(outcomes[0])  # the batch's one answer (a split batch's were judged one by one)
+        return list(zip(messages, outcomes, strict=True))
 
     def saw(self, outcome: SendOutcome) -> None:
         message, error = outcome.message, outcome.error

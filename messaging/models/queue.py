@@ -76,6 +76,9 @@ class ScheduledMessage(models.Model):
     # Bumped by an operator's retry: the provider keeps an idempotency key for 24 h, so a retry
     # must send under a key of its own, while crash recovery of one generation keeps its key.
     generation = models.PositiveIntegerField(default=0)
+    # The Idempotency-Key of the Resend batch this message last went out in, written before the
+    # call: crash recovery resends the whole batch under it (messaging.delivery.batching).
+    batch_idempotency_key = models.CharField(max_length=256, blank=True, default="")
     source = models.CharField(max_length=64, default="api")
     created_at = models.DateTimeField(default=utc_now)
     updated_at = models.DateTimeField(auto_now=True)
@@ -99,6 +102,10 @@ class ScheduledMessage(models.Model):
             models.Index(fields=["to"], name="sched_to"),
             # Provider webhooks look messages up by the provider's id.
             models.Index(fields=["provider_message_id"], name="sched_provider_id"),
+            # Crash recovery of a Resend batch: every message of the batch, by its key.
+            models.Index(
+                fields=["batch_idempotency_key"], name="sched_batch_key", condition=~models.Q(batch_idempotency_key="")
+            ),
             # Analytics count sends per client and day.
             models.Index(fields=["client", "sent_at"], name="sched_client_sent"),
         ]

@@ -112,7 +112,9 @@ def test_kill_9_mid_batch_loses_nothing_and_sends_nothing_twice(fake_providers):
     assert set(ScheduledMessage.objects.values_list("status", flat=True)) == {Status.SENT}  # 0 lost
     counts = sends_per_message(fake_providers)
     assert len(counts) == 120 and set(counts.values()) == {1}  # 0 sent twice
-    assert result.data.get("reconciled_sent", 0) + result.data.get("recovered_retrying", 0) >= stranded
+    # Email that went in a batch is recovered as its batch (recovered_batch_sent).
+    recovered = ("reconciled_sent", "recovered_retrying", "recovered_batch_sent")
+    assert sum(result.data.get(key, 0) for key in recovered) >= stranded
 
 
 def test_sigterm_mid_batch_records_what_went_out_and_leaves_nothing_sending(fake_providers):
@@ -208,3 +210,51 @@ def test_four_workers_and_four_http_triggers_send_each_message_once_and_leave_no
     # claim, came back ambiguous, failed to record or was handed back.
     assert sum(run["summary"].get("sent", 0) for run in runs) == 2000, runs
     assert elapsed < 60  # drained by the runs themselves, not by lease recovery
+
+
+def test_kill_9_after_resend_took_a_batch_resends_it_under_its_key_and_nothing_twice(fake_providers):
+    queue(150, sms_share=0)  # emails only
+    fake_providers.set_latency(1.0)
+    env = provider_env(
+        fake_providers,
+        DELIVERY_CONCURRENCY="2",
+        DELIVERY_BATCH_SIZE="100",
+        RESEND_BATCH_SIZE="100",
+        DELIVERY_WORKERS="1",
+    )
+    worker = start_manage("process_scheduled", **env)
+    deadline = time.monotonic() + 60
+    while not fake_providers.requests_to("email_batch"):
+        assert time.monotonic() < deadline and worker.poll() is None, worker.communicate()
+        time.sleep(0.01)
+    os.kill(worker.pid, signal.SIGKILL)  # the request is in the fake's hands; no answer is read
+    worker.communicate(timeout=30)
+    while len(fake_providers.emails_sent()) < len(fake_providers.requests_to("email_batch")[0].json):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    first_ids = {e["text"]: e["id"] for e in fake_providers.emails_sent()}
+    stranded = ScheduledMessage.objects.filter(status=Status.SENDING).exclude(batch_idempotency_key="")
+    assert stranded.count() >= len(first_ids) > 0
+
+    fake_providers.set_latency(0)
+    from django.test import override_settings
+
+    from messaging.delivery.providers import reset_providers
+
+    overrides = {
+        k: (float(v) if k.endswith(("_RATE", "_SECONDS")) else v) for k, v in provider_env(fake_providers).items()
+    }
+    ScheduledMessage.objects.filter(status=Status.SENDING).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    with override_settings(**overrides):
+        reset_providers()
+        result = run_job("process-scheduled", "manual")
+    reset_providers()
+    assert result.status == "succeeded", result.message
+    assert set(ScheduledMessage.objects.values_list("status", flat=True)) == {Status.SENT}  # 0 lost
+    counts = sends_per_message(fake_providers)
+    assert len(counts) == 150 and set(counts.values()) == {1}  # 0 sent twice
+    assert fake_providers.replayed()  # the stranded batch went again under its key
+    by_body = dict(ScheduledMessage.objects.values_list("body", "provider_message_id"))
+    assert all(by_body[body] == sid for body, sid in first_ids.items())  # Resend's first ids kept

@@ -173,7 +173,7 @@ class ResendEmailProvider(EmailProvider):
         try:
             resp = resend.Batch.send(
                 [self._params(p) for p in payloads],  # type: ignore[misc]
-                {"idempotency_key": idempotency_key},
+                {"idempotency_key": idempotency_key, "batch_validation": "strict"},
             )
         except ResendError as exc:
             raise self._translate(exc) from exc
