@@ -72,6 +72,15 @@ def sends_per_message(fake) -> Counter:
     return sent
 
 
+def kill_9_once(worker, reached, timeout: float = 60) -> None:
+    """SIGKILL `worker` as soon as `reached()` holds (failing if it exits or never gets there)."""
+    deadline = time.monotonic() + timeout
+    while not reached():
+        assert time.monotonic() < deadline and worker.poll() is None, worker.communicate()
+        time.sleep(0.01)
+    os.kill(worker.pid, signal.SIGKILL)
+
+
 def test_kill_9_mid_batch_loses_nothing_and_sends_nothing_twice(fake_providers):
     queue(120)
     fake_providers.set_latency(0.05)
@@ -85,11 +94,7 @@ def test_kill_9_mid_batch_loses_nothing_and_sends_nothing_twice(fake_providers):
         DELIVERY_WORKERS="1",
     )
     worker = start_manage("process_scheduled", **env)
-    deadline = time.monotonic() + 60
-    while len(fake_providers.sms_sent()) + len(fake_providers.emails_sent()) < 30:
-        assert time.monotonic() < deadline and worker.poll() is None, worker.communicate()
-        time.sleep(0.02)
-    os.kill(worker.pid, signal.SIGKILL)
+    kill_9_once(worker, lambda: len(fake_providers.sms_sent()) + len(fake_providers.emails_sent()) >= 30)
     worker.communicate(timeout=30)
     stranded = ScheduledMessage.objects.filter(status=Status.SENDING).count()
     assert stranded > 0  # killed mid-batch: claimed, some in flight
@@ -223,12 +228,10 @@ def test_kill_9_after_resend_took_a_batch_resends_it_under_its_key_and_nothing_t
         DELIVERY_WORKERS="1",
     )
     worker = start_manage("process_scheduled", **env)
-    deadline = time.monotonic() + 60
-    while not fake_providers.requests_to("email_batch"):
-        assert time.monotonic() < deadline and worker.poll() is None, worker.communicate()
-        time.sleep(0.01)
-    os.kill(worker.pid, signal.SIGKILL)  # the request is in the fake's hands; no answer is read
+    # Killed once the request is in the fake's hands: no answer is read.
+    kill_9_once(worker, lambda: bool(fake_providers.requests_to("email_batch")))
     worker.communicate(timeout=30)
+    deadline = time.monotonic() + 60
     while len(fake_providers.emails_sent()) < len(fake_providers.requests_to("email_batch")[0].json):
         assert time.monotonic() < deadline
         time.sleep(0.01)
