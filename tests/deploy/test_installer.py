@@ -6,6 +6,7 @@ import re
 import shutil
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -129,7 +130,19 @@ def test_a_real_install_refuses_to_start_when_not_root():
     if os.geteuid() == 0:
         if not shutil.which("runuser"):
             pytest.skip("running as root without runuser: cannot try the installer as another user")
-        command = ["runuser", "-u", "nobody", "--", *command]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd="/")
+        # A copy `nobody` can read: the checkout may sit in a directory only root may enter.
+        readable = Path(tempfile.mkdtemp(dir="/tmp"))
+        (readable / "deploy").mkdir()
+        copy = readable / "deploy" / "install.sh"
+        shutil.copy(INSTALLER, copy)
+        for path in (readable, readable / "deploy"):
+            path.chmod(0o755)
+        copy.chmod(0o644)
+        command = ["runuser", "-u", "nobody", "--", "bash", str(copy)]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd="/")
+    finally:
+        if os.geteuid() == 0:
+            shutil.rmtree(readable, ignore_errors=True)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "run me as root" in result.stderr and "--root" in result.stderr
