@@ -48,10 +48,13 @@ def fill(campaigns: int, recipients: int, cap: int) -> None:
         with cursor.copy(
             f'COPY {table} (campaign_id, "to", first_name, last_name, fields, state, reason, created_at) FROM STDIN'
         ) as copy:
-            for campaign_id in ids:
+            for number, campaign_id in enumerate(ids):
                 buffer = io.StringIO()
                 for i in range(recipients):
-                    buffer.write(f"{campaign_id}\t+1415555{i % 10000:04d}\tR{i}\t\t{{}}\tpending\t\t{now}\n")
+                    # A number of its own for every recipient (valid: 415, exchanges 200-999).
+                    n = number * recipients + i
+                    phone = f"+1415{200 + n // 10_000 % 800}{n % 10_000:04d}"
+                    buffer.write(f"{campaign_id}\t{phone}\tR{i}\t\t{{}}\tpending\t\t{now}\n")
                 copy.write(buffer.getvalue())
         cursor.execute(f"ANALYZE {table}")
 

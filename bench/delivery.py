@@ -54,6 +54,43 @@ def queue_due(count: int) -> None:
     ScheduledMessage.objects.bulk_create(rows, batch_size=5000)
 
 
+fake_pids: list[int] = []  # the fake server processes started, for the CPU accounting
+
+
+def _proc_cpu(pid: int, with_children: bool = False) -> float:
+    """CPU seconds (user + system) of a process from /proc, 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # After the ")": state is field 3 of stat(5), so utime (14) is index 11 here.
+    ticks = int(fields[11]) + int(fields[12])
+    if with_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu() -> float:
+    """CPU seconds of every PostgreSQL process, with the backends that already exited (they are
+    counted in the postmaster's children times)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                name = (entry / "comm").read_text().strip()
+            except OSError:
+                continue
+            if name.startswith("postgres"):
+                total += _proc_cpu(int(entry.name), with_children=True)
+    return total
+
+
+def own_cpu() -> float:
+    """CPU seconds of this process and its reaped children (the forked workers)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 @contextmanager
 def fake_server(latency: float, *options: str):
     """The fake providers in a child process; yields its URL and, in `seen`, the count it saw
@@ -65,6 +102,7 @@ def fake_server(latency: float, *options: str):
         text=True,
     )
     seen: list = []
+    fake_pids.append(proc.pid)
     try:
         yield proc.stdout.readline().strip(), seen
     finally:
@@ -104,10 +142,14 @@ def throughput(count: int, latency: float, concurrency: int, workers: int = 1) -
     queue_due(count)
     with fake_server(latency) as (url, seen):
         point_providers_at(url)
+        fake_pid = fake_pids[-1]
+        cpu_before = own_cpu(), _proc_cpu(fake_pid), postgres_cpu()
         started = time.perf_counter()
         # As `process_scheduled --workers N` passes it (forked workers inherit these settings).
         result = run_job("process-scheduled", "manual", options={"workers": workers})
         elapsed = time.perf_counter() - started
+        cpu_after = own_cpu(), _proc_cpu(fake_pid), postgres_cpu()
+    cpu = dict(zip(("senders", "fake", "postgres"), (b - a for a, b in zip(cpu_before, cpu_after))))
     sent = result.data.get("sent", 0)
     # Half SMS, half email, and a pool of `concurrency` threads per channel.
     ideal = count * latency / (2 * concurrency)
@@ -120,6 +162,7 @@ def throughput(count: int, latency: float, concurrency: int, workers: int = 1) -
         "per_second": sent / elapsed,
         "ideal_seconds": ideal,
         "ratio_to_ideal": (ideal / elapsed) if ideal else None,
+        "cpu": cpu,
     }
 
 
@@ -127,13 +170,24 @@ def workers_side_by_side(count: int, concurrency: int) -> None:
     """0 ms latency, no limit: one run with --workers 1, then one with --workers 2."""
     rows = [throughput(count, 0.0, concurrency, workers) for workers in (1, 2)]
     for row in rows:
+        cpu = row["cpu"]
+        per_msg = {k: v * 1000 / max(row["sent"], 1) for k, v in cpu.items()}
+        busy = sum(cpu.values()) / row["seconds"]
         print(
             f"  --workers {row['workers']}: {row['sent']} sent in {row['seconds']:.2f} s"
-            f" = {row['per_second']:.0f} msg/s"
+            f" = {row['per_second']:.0f} msg/s; CPU ms per message: senders {per_msg['senders']:.2f},"
+            f" fake provider {per_msg['fake']:.2f}, PostgreSQL {per_msg['postgres']:.2f};"
+            f" cores busy {busy:.2f} of {os.cpu_count()}"
         )
+    ratio = rows[1]["per_second"] / rows[0]["per_second"]
+    one = rows[0]
+    per_msg = {k: v / max(one["sent"], 1) for k, v in one["cpu"].items()}
+    # What two cores allow at the CPU cost per message measured with one worker: the senders'
+    # CPU plus what the fake provider and PostgreSQL spend on the same cores per message.
+    bound = min(os.cpu_count() or 1, 2) / sum(per_msg.values())
     print(
-        f"  ratio --workers 2 / --workers 1: {rows[1]['per_second'] / rows[0]['per_second']:.2f}x"
-        f" (cores: {os.cpu_count()})"
+        f"  ratio --workers 2 / --workers 1: {ratio:.2f}x (cores: {os.cpu_count()}); two cores at the"
+        f" measured CPU per message allow {bound:.0f} msg/s = {bound / one['per_second']:.2f}x one worker"
     )
 
 

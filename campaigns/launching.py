@@ -50,8 +50,9 @@ def launch_messages(launches: list[Launch], now: datetime) -> Launched:
         )
         for launch in launches
     ]
-    bulk = schedule_messages(specs, source="campaign", now=now)
-    by_key = {message.idempotency_key: message.pk for message in bulk.created}
+    # Recipients are normalised as they are added (campaigns.services): not parsed again.
+    bulk = schedule_messages(specs, source="campaign", now=now, recipients_normalized=True)
+    by_key = {launches[index].key: message_id for index, message_id in bulk.created_ids.items()}
     if bulk.existing_keys:
         by_key.update(
             ScheduledMessage.objects.filter(idempotency_key__in=bulk.existing_keys).values_list("idempotency_key", "pk")

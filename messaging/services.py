@@ -2,6 +2,7 @@
 `schedule_message()`, with a derived idempotency key so a re-run never sends twice."""
 
 import logging
+import re
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -37,10 +38,22 @@ class IdempotencyConflict(Exception):
         self.differences = differences  # field -> what the queued message has instead
 
 
-def normalize_recipient(channel: str, to: str) -> str:
-    """E.164 for SMS, a lower-cased address for email; ValidationError otherwise."""
+# What normalize_phone() returns: "+", a country code, the national number; 15 digits at most.
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+
+
+def normalize_recipient(channel: str, to: str, *, normalized: bool = False) -> str:
+    """E.164 for SMS, a lower-cased address for email; ValidationError otherwise.
+
+    `normalized`: `to` is a value this function returned before, stored by the caller (a
+    campaign's recipients are normalised as they are added). A number in E.164 form is then
+    taken as it is: parsing it again and checking it against the numbering plan is most of the
+    cost of queueing 10,000 campaign messages at once (about 75 ms per thousand). Anything not
+    in that form is checked in full, and an address always is (a regular expression, cheap)."""
     to = (to or "").strip()
     if channel == Channel.SMS:
+        if normalized and E164.fullmatch(to):
+            return to
         return normalize_phone(to)
     if channel == Channel.EMAIL:
         validate_email(to)
@@ -98,15 +111,23 @@ def send_at_error(send_at: datetime | None, now: datetime) -> str:
 
 
 def validate_message(
-    *, channel: str, to: str, body: str, subject: str, html: str, send_at: datetime | None, now: datetime
+    *,
+    channel: str,
+    to: str,
+    body: str,
+    subject: str,
+    html: str,
+    send_at: datetime | None,
+    now: datetime,
+    normalized: bool = False,
 ) -> str:
     """The normalised recipient of a message that may be queued; ValidationError naming every
-    field that is wrong otherwise."""
+    field that is wrong otherwise. `normalized`: as normalize_recipient() takes it."""
     errors = content_errors(channel, body, subject, html)
     recipient = ""
     if "channel" not in errors:
         try:
-            recipient = normalize_recipient(channel, to)
+            recipient = normalize_recipient(channel, to, normalized=normalized)
         except ValidationError as exc:
             errors["to"] = " ".join(exc.messages)
         else:

@@ -49,6 +49,46 @@ def test_queues_each_spec_as_schedule_message_would():
     assert email.send_at <= timezone.now()
 
 
+def test_every_column_is_what_schedule_message_stores():
+    """The bulk INSERT sets a few columns per row and the rest once per call: row for row,
+    each column holds what schedule_message() stores for the same message."""
+    client = make_client()
+    lead = make_lead(client)
+    send_at = timezone.now() + timedelta(hours=1)
+    fields = dict(client=client, lead=lead, send_at=send_at, max_attempts=3, body="Hi", subject="S")
+    one, _ = schedule_message(channel="sms", to="(415) 555-0007", idempotency_key="one:7", source="campaign", **fields)
+    bulk = schedule_messages([sms_spec(7, idempotency_key="bulk:7", **fields)], source="campaign").created[0]
+    skip = {"id", "idempotency_key", "created_at", "updated_at"}
+    columns = [f.attname for f in ScheduledMessage._meta.concrete_fields if f.attname not in skip]
+    stored = ScheduledMessage.objects.in_bulk([one.pk, bulk.pk])
+    assert [getattr(stored[bulk.pk], c) for c in columns] == [getattr(stored[one.pk], c) for c in columns]
+    # The instance handed back is the stored row, including the columns set once per call.
+    assert [getattr(bulk, c) for c in columns] == [getattr(stored[bulk.pk], c) for c in columns]
+    assert abs(stored[bulk.pk].created_at - stored[one.pk].created_at) < timedelta(minutes=1)
+
+
+def test_normalized_recipients_in_e164_form_are_taken_as_they_are_and_others_are_checked():
+    specs = [
+        MessageSpec(channel="sms", to="+14155550001", body="stored form", idempotency_key="n:1"),
+        MessageSpec(channel="sms", to="(415) 555-0002", body="not in stored form", idempotency_key="n:2"),
+        MessageSpec(channel="sms", to="+1 415 not a number", body="refused", idempotency_key="n:3"),
+        MessageSpec(channel="email", to="Owner@Example.COM", subject="S", body="address", idempotency_key="n:4"),
+        MessageSpec(channel="email", to="not an address", subject="S", body="refused", idempotency_key="n:5"),
+    ]
+    result = schedule_messages(specs, source="campaign", recipients_normalized=True)
+    assert [m.to for m in result.created] == ["+14155550001", "+14155550002", "owner@example.com"]
+    assert sorted(result.errors) == [2, 4]
+    assert "phone number" in result.errors[2]["to"] and "email" in result.errors[4]["to"]
+
+
+def test_created_ids_name_each_specs_message_without_building_instances():
+    specs = [sms_spec(n) for n in range(3)]
+    result = schedule_messages(specs, source="campaign")
+    assert "created_by_index" not in vars(result)  # instances are built on first use only
+    stored = dict(ScheduledMessage.objects.values_list("idempotency_key", "pk"))
+    assert {i: stored[f"bulk-test:{i}"] for i in range(3)} == result.created_ids
+
+
 def test_a_second_run_creates_nothing():
     specs = [sms_spec(n) for n in range(5)]
     first = schedule_messages(specs, source="campaign")
@@ -122,9 +162,14 @@ def test_one_insert_per_batch_whatever_the_number_of_messages():
         schedule_messages([sms_spec(n) for n in range(100, 190)], source="campaign", batch_size=100)
     with CaptureQueriesContext(connection) as batched:
         schedule_messages([sms_spec(n) for n in range(200, 450)], source="campaign", batch_size=100)
-    assert len(few) == len(many) == 1
-    assert len(batched) == 3
-    assert all("ON CONFLICT" in q["sql"] for q in batched.captured_queries)
+    def inserts(queries):
+        return [q["sql"] for q in queries.captured_queries if "ON CONFLICT" in q["sql"]]
+
+    assert len(inserts(few)) == len(inserts(many)) == 1
+    assert len(inserts(batched)) == 3
+    # Per batch, on PostgreSQL, also the staging table (created when missing, in the batch's
+    # transaction) and the transaction itself; COPY is not a query Django sees.
+    assert len(few) == len(many) and len(batched) == 3 * len(few)
     assert ScheduledMessage.objects.count() == 350
 
 
@@ -155,7 +200,7 @@ def _wait_until_blocked_on_a_lock(timeout: float = 10.0) -> None:
             cursor.execute("SELECT pg_stat_clear_snapshot()")
             cursor.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock' AND query LIKE 'INSERT%%'"
+                "AND wait_event_type = 'Lock' AND (query LIKE 'INSERT%%' OR query LIKE 'WITH staged%%')"
             )
             if cursor.fetchone()[0]:
                 return
