@@ -149,7 +149,8 @@ def throughput(count: int, latency: float, concurrency: int, workers: int = 1) -
         result = run_job("process-scheduled", "manual", options={"workers": workers})
         elapsed = time.perf_counter() - started
         cpu_after = own_cpu(), _proc_cpu(fake_pid), postgres_cpu()
-    cpu = dict(zip(("senders", "fake", "postgres"), (b - a for a, b in zip(cpu_before, cpu_after))))
+    spent = [after - before for before, after in zip(cpu_before, cpu_after, strict=True)]
+    cpu = dict(zip(("senders", "fake", "postgres"), spent, strict=True))
     sent = result.data.get("sent", 0)
     # Half SMS, half email, and a pool of `concurrency` threads per channel.
     ideal = count * latency / (2 * concurrency)

@@ -162,6 +162,7 @@ def test_one_insert_per_batch_whatever_the_number_of_messages():
         schedule_messages([sms_spec(n) for n in range(100, 190)], source="campaign", batch_size=100)
     with CaptureQueriesContext(connection) as batched:
         schedule_messages([sms_spec(n) for n in range(200, 450)], source="campaign", batch_size=100)
+
     def inserts(queries):
         return [q["sql"] for q in queries.captured_queries if "ON CONFLICT" in q["sql"]]
 
