@@ -7,7 +7,8 @@ fills it with COPY, and drops it afterwards. Prints, for a tick that launches `c
 for every campaign and for a tick with every campaign at cap:
 - the wall time of `manage.py process_campaigns` as cron starts it (Python start-up included),
 - the time and SQL queries of the same tick in this process (queries on the tick's connection),
-- the queries of the at-cap tick with batches of half the size (what batching costs).
+- the queries of the at-cap tick with batches of half the size (what batching costs),
+- the launching tick in process with one thread and with two, twice, side by side.
 """
 
 import argparse
@@ -59,7 +60,7 @@ def fill(campaigns: int, recipients: int, cap: int) -> None:
         cursor.execute(f"ANALYZE {table}")
 
 
-def tick_in_process(label: str, batch_size: int | None = None) -> tuple[float, int, int]:
+def tick_in_process(label: str, batch_size: int | None = None, threads: int | None = None) -> tuple[float, int, int]:
     from django.db import connection
     from django.utils import timezone
 
@@ -75,10 +76,12 @@ def tick_in_process(label: str, batch_size: int | None = None) -> tuple[float, i
 
     with connection.execute_wrapper(counter):
         started = time.perf_counter()
-        result = process_campaigns(timezone.now(), batch_size=batch_size)
+        result = process_campaigns(timezone.now(), batch_size=batch_size, threads=threads)
         elapsed = time.perf_counter() - started
+    # Only the calling thread's queries are counted: with two threads, say nothing.
+    queries = f"{count[0]} queries" if threads == 1 else "queries not counted (two connections)"
     print(
-        f"{label}: {elapsed:.3f} s, {count[0]} queries, launched {result.launched}, "
+        f"{label}: {elapsed:.3f} s, {queries}, launched {result.launched}, "
         f"visited {result.visited}, errors {len(result.errors)}"
     )
     return elapsed, count[0], result.launched
@@ -130,11 +133,18 @@ def main() -> None:
         )
         tick_as_cron("launching tick, manage.py process_campaigns")
         tick_as_cron("at-cap tick, manage.py process_campaigns")
-        tick_in_process("at-cap tick, in process")
+        tick_in_process("at-cap tick, in process, one thread", threads=1)
         half = max(1, int(os.environ.get("CAMPAIGNS_TICK_BATCH_SIZE", "200")) // 2)
-        tick_in_process(f"at-cap tick, in process, batches of {half}", batch_size=half)
-        send_everything()
-        tick_in_process("launching tick (after a sync of every launched recipient), in process")
+        tick_in_process(f"at-cap tick, in process, one thread, batches of {half}", batch_size=half, threads=1)
+        # The launching tick again, side by side: one thread, then two (CAMPAIGNS_TICK_THREADS),
+        # twice; each after every message is sent, so each has room for `cap` again.
+        # (Queries are counted on the calling thread's connection: with two threads, half the batches.)
+        for round_number in (1, 2):
+            for threads in (1, 2):
+                send_everything()
+                tick_in_process(
+                    f"launching tick, round {round_number}, {threads} thread(s), in process", threads=threads
+                )
 
 
 if __name__ == "__main__":

@@ -14,15 +14,16 @@ database is retried one campaign per transaction, so one campaign's error is its
 
 import json
 import logging
+import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.db.models import Count, F, Q, TextField, Value
 from django.db.models.functions import Concat
 from django.template import Template
@@ -133,33 +134,79 @@ def campaigns_to_visit(now: datetime) -> list[int]:
 
 
 def process_campaigns(
-    now: datetime, *, should_stop: Callable[[], bool] = lambda: False, batch_size: int | None = None
+    now: datetime,
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
+    batch_size: int | None = None,
+    threads: int | None = None,
 ) -> TickResult:
-    """One tick: launch within every campaign's caps and window; mark finished campaigns."""
+    """One tick: launch within every campaign's caps and window; mark finished campaigns.
+
+    Batches go to `threads` (CAMPAIGNS_TICK_THREADS) threads, each with its own database
+    connection: a batch spends about half its time waiting on PostgreSQL (the INSERT of its
+    messages, the UPDATE of its recipients), which another batch's rendering and validation
+    fill. Batches lock disjoint campaigns, so they never wait for each other. One thread when
+    the caller holds a transaction (the others could not see its rows) and on SQLite."""
     batch_size = batch_size or settings.CAMPAIGNS_TICK_BATCH_SIZE
     result = TickResult()
     result.synced = sync_recipients(now)
     ids = campaigns_to_visit(now)
+    batches = deque(ids[start : start + batch_size] for start in range(0, len(ids), batch_size))
     started = time.monotonic()
-    for start in range(0, len(ids), batch_size):
-        if should_stop():
-            result.deferred = len(ids) - start
-            break
-        batch = ids[start : start + batch_size]
-        # Each batch judges the per-minute cap, the window and launched_at on the clock as it
-        # is now, not as it was when the tick began (a tick may take minutes).
-        # (Whole seconds: a tick quicker than that stays on `now`, so a frozen clock is exact.)
-        batch_now = now + timedelta(seconds=int(time.monotonic() - started))
+    lock = threading.Lock()
+
+    def visit_batches() -> None:
+        while True:
+            with lock:
+                if not batches or should_stop():
+                    return
+                batch = batches.popleft()
+            # Each batch judges the per-minute cap, the window and launched_at on the clock as it
+            # is now, not as it was when the tick began (a tick may take minutes).
+            # (Whole seconds: a tick quicker than that stays on `now`, so a frozen clock is exact.)
+            visited = _visit(batch, now + timedelta(seconds=int(time.monotonic() - started)))
+            with lock:
+                result.merge(visited)
+
+    count = min(threads or settings.CAMPAIGNS_TICK_THREADS, len(batches))
+    if count <= 1 or connection.vendor != "postgresql" or connection.in_atomic_block:
+        visit_batches()
+    else:
+        failures: list[BaseException] = []
+        workers = [threading.Thread(target=_with_own_connection, args=(visit_batches, failures)) for _ in range(count)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        if failures:  # a bug, not a campaign's error (_visit() keeps those): the run fails with it
+            raise failures[0]
+    result.deferred = sum(len(batch) for batch in batches)
+    return result
+
+
+def _with_own_connection(work: Callable[[], None], failures: list[BaseException]) -> None:
+    try:
+        work()
+    except BaseException as exc:
+        failures.append(exc)  # raised by the tick once every thread has stopped
+    finally:
+        connections.close_all()  # this thread's own
+
+
+def _visit(batch: list[int], batch_now: datetime) -> "TickResult":
+    """One batch in its transaction; when that fails in the database, one campaign per
+    transaction, so that the campaign that broke it carries the error alone."""
+    try:
+        return _tick_batch(batch, batch_now)
+    except Exception:
+        logger.exception("campaign_batch_failed", extra={"campaigns": len(batch)})
+    result = TickResult()
+    for campaign_id in batch:
         try:
-            result.merge(_tick_batch(batch, batch_now))
-        except Exception:
-            logger.exception("campaign_batch_failed", extra={"campaigns": len(batch)})
-            for campaign_id in batch:  # isolate the campaign that broke it
-                try:
-                    result.merge(_tick_batch([campaign_id], batch_now))
-                except Exception as exc:
-                    logger.exception("campaign_failed", extra={"campaign_id": campaign_id})
-                    result.errors.append((campaign_id, f"{type(exc).__name__}: {exc}"))
+            result.merge(_tick_batch([campaign_id], batch_now))
+        except Exception as exc:
+            logger.exception("campaign_failed", extra={"campaign_id": campaign_id})
+            result.errors.append((campaign_id, f"{type(exc).__name__}: {exc}"))
     return result
 
 

@@ -253,6 +253,10 @@ if CAMPAIGNS_TICK_BATCH_SIZE < 1:
     raise ImproperlyConfigured(
         f"CAMPAIGNS_TICK_BATCH_SIZE={CAMPAIGNS_TICK_BATCH_SIZE} must be 1 or more: fix it in .env."
     )
+# Threads visiting batches at once (each with its own database connection); see campaigns.tick.
+CAMPAIGNS_TICK_THREADS = env.int("CAMPAIGNS_TICK_THREADS", default=2)
+if CAMPAIGNS_TICK_THREADS < 1:
+    raise ImproperlyConfigured(f"CAMPAIGNS_TICK_THREADS={CAMPAIGNS_TICK_THREADS} must be 1 or more: fix it in .env.")
 if ENQUEUE_HORIZON_DAYS < 1:
     raise ImproperlyConfigured(f"ENQUEUE_HORIZON_DAYS={ENQUEUE_HORIZON_DAYS} must be 1 or more: fix it in .env.")
 ANALYTICS_BACKFILL_DAYS = env.int("ANALYTICS_BACKFILL_DAYS", default=7)

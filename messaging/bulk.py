@@ -226,7 +226,7 @@ class _Insert:
                     for row in rows:
                         copy.write_row(row)
                 cursor.execute(self.sql, self.common)
-                return {uuid.UUID(str(value)) for (value,) in cursor.fetchall()}
+                return {value for (value,) in cursor.fetchall()}  # psycopg reads uuid as UUID
         prepared = [
             [f.get_db_prep_save(value, connection) for f, value in zip(self.row_fields, row, strict=True)] + self.common
             for row in rows
