@@ -49,6 +49,7 @@ from messaging.optouts import opt_outs_for
 from messaging.quiet_hours import next_allowed_time
 from notifications.models import Event
 from notifications.services import notify
+from scheduling import dbname
 
 logger = logging.getLogger("campaigns.tick")
 
@@ -173,7 +174,10 @@ def process_campaigns(
         visit_batches()
     else:
         failures: list[BaseException] = []
-        workers = [threading.Thread(target=_with_own_connection, args=(visit_batches, failures)) for _ in range(count)]
+        name = dbname.current()  # pg_stat_activity shows the threads' connections as the job's
+        workers = [
+            threading.Thread(target=_with_own_connection, args=(visit_batches, failures, name)) for _ in range(count)
+        ]
         for worker in workers:
             worker.start()
         for worker in workers:
@@ -184,9 +188,10 @@ def process_campaigns(
     return result
 
 
-def _with_own_connection(work: Callable[[], None], failures: list[BaseException]) -> None:
+def _with_own_connection(work: Callable[[], None], failures: list[BaseException], name: str | None) -> None:
     try:
-        work()
+        with dbname.named(name):
+            work()
     except BaseException as exc:
         failures.append(exc)  # raised by the tick once every thread has stopped
     finally:

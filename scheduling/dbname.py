@@ -29,12 +29,25 @@ def _on_connection_created(sender, connection, **kwargs) -> None:
 connection_created.connect(_on_connection_created, dispatch_uid="scheduling.dbname")
 
 
+def current() -> str | None:
+    """The name this thread's connections carry (None outside a job), to hand to a thread the
+    job starts: see named()."""
+    return getattr(_current, "name", None)
+
+
 @contextmanager
 def application_name(job: str) -> Iterator[None]:
+    with named(f"cron:{job}"):
+        yield
+
+
+@contextmanager
+def named(name: str | None) -> Iterator[None]:
+    """This thread's connections named `name` while the block runs (another thread's current())."""
     previous = getattr(_current, "name", None)
-    _current.name = f"cron:{job}"
-    if connection.connection is not None:
-        _apply(connection, _current.name)
+    _current.name = name
+    if name and connection.connection is not None:
+        _apply(connection, name)
     try:
         yield
     finally:

@@ -5,9 +5,11 @@ import threading
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 
 import campaigns.tick as tick
 from campaigns.tick import process_campaigns
+from scheduling.dbname import application_name
 from tests.campaigns.factories import NOON, add_recipients, campaign_messages, make_campaign
 from tests.messaging.factories import make_client
 from tests.sqlite_rerun import postgresql_only
@@ -24,12 +26,16 @@ def campaigns():
     return made
 
 
-def threads_of_batches(monkeypatch) -> set[int]:
+def threads_of_batches(monkeypatch, names: set[str] | None = None) -> set[int]:
     seen: set[int] = set()
     real = tick._tick_batch
 
     def recording(batch, now):
         seen.add(threading.get_ident())
+        if names is not None:
+            with connection.cursor() as cursor:
+                cursor.execute("SHOW application_name")
+                names.add(cursor.fetchone()[0])
         return real(batch, now)
 
     monkeypatch.setattr(tick, "_tick_batch", recording)
@@ -37,9 +43,12 @@ def threads_of_batches(monkeypatch) -> set[int]:
 
 
 def test_two_threads_visit_every_batch_once_within_the_caps(campaigns, monkeypatch):
-    seen = threads_of_batches(monkeypatch)
-    result = process_campaigns(NOON, batch_size=1, threads=2)
+    names: set[str] = set()
+    seen = threads_of_batches(monkeypatch, names)
+    with application_name("process-campaigns"):
+        result = process_campaigns(NOON, batch_size=1, threads=2)
     assert len(seen) == 2 and threading.get_ident() not in seen
+    assert names == {"cron:process-campaigns"}  # the threads' connections carry the job's name
     assert (result.visited, result.launched, result.deferred, result.errors) == (6, 12, 0, [])
     assert [campaign_messages(c).count() for c in campaigns] == [2] * 6
     again = process_campaigns(NOON + timedelta(minutes=1), batch_size=1, threads=2)
