@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from datetime import date, timedelta
 
 import pytest
@@ -20,6 +22,7 @@ from tests.analytics.factories import (
     make_scheduled,
     utc,
 )
+from tests.conftest import ROOT, subprocess_env
 
 pytestmark = pytest.mark.django_db
 
@@ -152,7 +155,7 @@ def test_first_run_back_fills_the_configured_number_of_days(settings):
     assert (result["days_computed"], result["days_backfilled"]) == (7, 6)
 
 
-def test_run_after_a_three_day_gap_fills_exactly_the_missing_days():
+def test_run_after_a_three_day_gap_fills_exactly_the_missing_days(settings):
     client = make_client()
     run_daily_analytics_job(now=NOW)
     later = NOW + timedelta(days=4)
@@ -160,7 +163,8 @@ def test_run_after_a_three_day_gap_fills_exactly_the_missing_days():
     run_daily_analytics_job(now=later)
     recomputed = set(DailyStats.objects.filter(client=client, computed_at=later).values_list("date", flat=True))
     assert recomputed == {date(2025, 3, 12), date(2025, 3, 13), date(2025, 3, 14), date(2025, 3, 15)}
-    assert DailyStats.objects.filter(client=client).count() == 11
+    # The first run's back-fill window, then the four days since.
+    assert DailyStats.objects.filter(client=client).count() == settings.ANALYTICS_BACKFILL_DAYS + 4
     assert stats(client, date(2025, 3, 13))["leads_created"] == 1
 
 
@@ -229,3 +233,13 @@ def test_escalations_are_counted_under_the_source_the_agent_check_uses():
     from messaging.automations import agent_check
 
     assert ESCALATION_SOURCE == agent_check.SOURCE
+
+
+def test_a_back_fill_under_one_day_refuses_to_start():
+    env = subprocess_env(ANALYTICS_BACKFILL_DAYS="0")
+    proc = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+    assert proc.returncode != 0
+    assert "ANALYTICS_BACKFILL_DAYS=0 must be 1 or more: fix it in .env." in proc.stderr

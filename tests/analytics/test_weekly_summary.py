@@ -5,6 +5,7 @@ import time_machine
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from analytics.daily import run_daily_analytics_job
 from analytics.models import DailyStats
 from analytics.weekly_summary import process_weekly_summaries, send_weekly_summaries
 from messaging.models import Client, ScheduledMessage
@@ -79,6 +80,19 @@ def test_missing_daily_stats_are_aggregated_before_the_summary_is_written():
     days = set(DailyStats.objects.filter(client=client).values_list("date", flat=True))
     assert days == {date(2025, 3, 3) + timedelta(days=n) for n in range(14)}
     assert "New leads: 3" in summaries()[0].body
+
+
+def test_by_default_the_daily_run_before_a_first_monday_leaves_the_summary_nothing_to_aggregate(caplog):
+    # A fresh install: no DailyStats at all. `daily` runs (hourly) before the summary's 08:00.
+    client = make_client("Acme Plumbing", "Europe/Berlin")
+    build_two_weeks(client)
+    run_daily_analytics_job(now=MONDAY_8AM - timedelta(hours=6))
+    days = set(DailyStats.objects.filter(client=client).values_list("date", flat=True))
+    assert days == {date(2025, 3, 3) + timedelta(days=n) for n in range(14)}
+    caplog.set_level("INFO", logger="analytics")
+    send_weekly_summaries(now=MONDAY_8AM)
+    assert not [r for r in caplog.records if r.getMessage() == "weekly_summary_backfilled"]
+    assert "New leads: 3 (+50% vs previous week)" in summaries()[0].body
 
 
 def test_counts_come_from_the_stored_daily_stats():
