@@ -2,8 +2,6 @@
 
 from datetime import datetime, timedelta
 
-from django.utils import timezone
-
 from campaigns.tick import process_campaigns
 from scheduling.context import JobContext
 from scheduling.registry import register
@@ -20,7 +18,8 @@ from scheduling.registry import register
 )
 def tick_campaigns(ctx: JobContext, now: datetime | None = None) -> None:
     """Launch campaign messages within each campaign's caps and send window."""
-    result = process_campaigns(now or timezone.now(), should_stop=ctx.should_stop)
+    # No `now`: the tick judges the caps on the database's clock (one clock for every host).
+    result = process_campaigns(now, should_stop=ctx.should_stop)
     ctx.item_succeeded(result.visited - len(result.errors))
     for campaign_id, error in result.errors:
         ctx.item_failed(f"campaign {campaign_id}", error)

@@ -27,6 +27,7 @@ from django.db import connection, connections, transaction
 from django.db.models import Count, F, Q, TextField, Value
 from django.db.models.functions import Concat
 from django.template import Template
+from django.utils import timezone
 
 from campaigns.launching import Launch, launch_messages, recipient_key
 from campaigns.models import (
@@ -135,7 +136,7 @@ def campaigns_to_visit(now: datetime) -> list[int]:
 
 
 def process_campaigns(
-    now: datetime,
+    now: datetime | None = None,
     *,
     should_stop: Callable[[], bool] = lambda: False,
     batch_size: int | None = None,
@@ -147,11 +148,17 @@ def process_campaigns(
     connection: a batch spends about half its time waiting on PostgreSQL (the INSERT of its
     messages, the UPDATE of its recipients), which another batch's rendering and validation
     fill. Batches lock disjoint campaigns, so they never wait for each other. One thread when
-    the caller holds a transaction (the others could not see its rows) and on SQLite."""
+    the caller holds a transaction (the others could not see its rows) and on SQLite.
+
+    Without `now` (the job), each batch takes the database's clock once it holds its campaigns'
+    locks: launched_at and the per-minute window are then on one clock for every host, so two
+    hosts whose clocks disagree cannot launch more than per_minute between them. A given `now`
+    (tests, the demo) is the tick's start, and each batch is that plus the whole seconds since."""
     batch_size = batch_size or settings.CAMPAIGNS_TICK_BATCH_SIZE
     result = TickResult()
-    result.synced = sync_recipients(now)
-    ids = campaigns_to_visit(now)
+    start = now or timezone.now()
+    result.synced = sync_recipients(start)
+    ids = campaigns_to_visit(start)
     batches = deque(ids[start : start + batch_size] for start in range(0, len(ids), batch_size))
     started = time.monotonic()
     lock = threading.Lock()
@@ -165,7 +172,8 @@ def process_campaigns(
             # Each batch judges the per-minute cap, the window and launched_at on the clock as it
             # is now, not as it was when the tick began (a tick may take minutes).
             # (Whole seconds: a tick quicker than that stays on `now`, so a frozen clock is exact.)
-            visited = _visit(batch, now + timedelta(seconds=int(time.monotonic() - started)))
+            batch_now = None if now is None else now + timedelta(seconds=int(time.monotonic() - started))
+            visited = _visit(batch, batch_now)
             with lock:
                 result.merge(visited)
 
@@ -198,7 +206,7 @@ def _with_own_connection(work: Callable[[], None], failures: list[BaseException]
         connections.close_all()  # this thread's own
 
 
-def _visit(batch: list[int], batch_now: datetime) -> "TickResult":
+def _visit(batch: list[int], batch_now: datetime | None) -> "TickResult":
     """One batch in its transaction; when that fails in the database, one campaign per
     transaction, so that the campaign that broke it carries the error alone."""
     try:
@@ -292,7 +300,17 @@ class _Plan:
     errors: dict[int, str] = field(default_factory=dict)  # campaign id -> why it launched nothing
 
 
-def _tick_batch(batch: list[int], now: datetime) -> TickResult:
+def database_now() -> datetime:
+    """The database's clock (clock_timestamp(): now, not the transaction's start); the host's
+    on SQLite, where every process is on one host."""
+    if connection.vendor != "postgresql":
+        return timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT clock_timestamp()")
+        return cursor.fetchone()[0]
+
+
+def _tick_batch(batch: list[int], now: datetime | None) -> TickResult:
     result = TickResult()
     with transaction.atomic():
         campaigns = list(
@@ -303,6 +321,8 @@ def _tick_batch(batch: list[int], now: datetime) -> TickResult:
         )
         if not campaigns:
             return result
+        # Read once the locks are held: a tick that waited on another's batch counts its launches.
+        now = now or database_now()
         ids = [c.pk for c in campaigns]
         counts = _counts(ids, now)
         rooms: dict[int, int] = {}
