@@ -87,22 +87,24 @@ def _direct_params(url: str) -> dict:
     return {key: value for key, value in params.items() if value not in (None, "")}
 
 
-def _open_lock_connection(name: str) -> psycopg.Connection:
-    # A session advisory lock must stay on one server session for the whole run: behind
-    # PgBouncer in transaction mode each statement may land on another one, so the lock then
-    # takes a direct connection of its own (CRON_LOCK_DATABASE_URL).
+def direct_connection(application_name: str, *, keepalives: bool = False) -> psycopg.Connection:
+    """An autocommit connection of its own, for what must stay on one server session: the job
+    lock (a session advisory lock, held for the whole run) and the send allowances (prepared
+    statements). Behind PgBouncer in transaction mode each statement may land on another server
+    session, so these take CRON_LOCK_DATABASE_URL, a direct connection past the pooler, when
+    it is set; DATABASE_URL's parameters otherwise."""
     direct = bool(settings.CRON_LOCK_DATABASE_URL)
     params = _direct_params(settings.CRON_LOCK_DATABASE_URL) if direct else connection.get_connection_params()
     params.pop("cursor_factory", None)
     params.pop("context", None)
     params.pop("prepare_threshold", None)
-    params["application_name"] = f"cron-lock:{name}"[:63]
-    # The lock's connection sits idle for the whole run: TCP keepalives stop a NAT or
-    # firewall from silently dropping it (which would free the lock under a live run).
-    params.setdefault("keepalives", 1)
-    params.setdefault("keepalives_idle", 30)
-    params.setdefault("keepalives_interval", 10)
-    params.setdefault("keepalives_count", 3)
+    params["application_name"] = application_name[:63]
+    if keepalives:
+        # An idle connection: TCP keepalives stop a NAT or firewall from silently dropping it.
+        params.setdefault("keepalives", 1)
+        params.setdefault("keepalives_idle", 30)
+        params.setdefault("keepalives_interval", 10)
+        params.setdefault("keepalives_count", 3)
     conn = psycopg.connect(**params, autocommit=True)
     if direct:
         try:
@@ -111,6 +113,12 @@ def _open_lock_connection(name: str) -> psycopg.Connection:
             conn.close()
             raise
     return conn
+
+
+def _open_lock_connection(name: str) -> psycopg.Connection:
+    # The lock's connection sits idle for the whole run (a dropped one would free the lock
+    # under a live run): keepalives on.
+    return direct_connection(f"cron-lock:{name}", keepalives=True)
 
 
 _checked_direct: set[str] = set()

@@ -100,11 +100,11 @@ class _Connection:
         return None
 
     def _connect(self) -> psycopg.Connection:
-        from django.db import connections
+        # Prepared statements need one server session: past a transaction-mode pooler when
+        # CRON_LOCK_DATABASE_URL is set, as the job lock.
+        from scheduling.locks import direct_connection
 
-        params = connections["default"].get_connection_params()
-        params["application_name"] = "messaging-ratelimit"
-        return psycopg.connect(**params, autocommit=True)
+        return direct_connection("messaging-ratelimit")
 
     def close_locked(self) -> None:
         if self._conn is not None:
