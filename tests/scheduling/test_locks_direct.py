@@ -1,4 +1,4 @@
-"""CRON_LOCK_DATABASE_URL: a direct connection (PgBouncer in transaction mode) for the job lock and the send allowances."""
+"""CRON_LOCK_DATABASE_URL: a direct connection past a transaction-mode pooler, for the job lock and send allowances."""
 
 import psycopg
 import pytest
