@@ -53,7 +53,7 @@ die() {
 
 [[ "$(id -u)" -eq 0 ]] || die "run me as root (debootstrap, mount and chroot need it)."
 [[ "$DIR" != / && "$DIR" != "$SRC" && "$DIR/" != "$SRC/"* ]] || die "DIR must be a directory outside the checkout, not /."
-for tool in debootstrap chroot mount umount git tar ss; do
+for tool in debootstrap chroot mount umount git tar ss flock; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is missing (apt-get install debootstrap git iproute2)."
 done
 
@@ -112,7 +112,8 @@ MOUNTS=()
 cleanup() {
     local status=$? pids mount_point i
     trap - EXIT INT TERM
-    if [[ -d "$DIR/proc/self" ]]; then
+    # Only a run that mounted the chroot's /proc started anything in it.
+    if ((${#MOUNTS[@]})) && [[ -d "$DIR/proc/self" ]]; then
         note "Stopping what this run started in $DIR"
         if [[ -x "$DIR/usr/bin/pg_lsclusters" ]]; then
             in_root pg_lsclusters --no-header 2>/dev/null | while read -r version cluster _ state _; do
@@ -165,6 +166,10 @@ port_free() { ! ss -Hltn "sport = :$1" | grep -q .; }
 
 # ---------------------------------------------------------------------------------------------
 note "Chroot $DIR"
+mkdir -p "$DIR"
+# One run at a time in DIR: the lock is held until this script exits.
+exec 9>"$DIR/.rehearsal-lock"
+flock -n 9 || die "another rehearsal runs in $DIR."
 if [[ -f "$DIR/.rehearsal-base" ]]; then
     record "a new Debian 12 machine" "replaced by: the chroot of an earlier run (debootstrap skipped)" ok
 else
@@ -174,6 +179,9 @@ else
     if debootstrap --variant=minbase \
         --include=python3.11,systemd,ca-certificates,curl,procps,iproute2,openssl \
         bookworm "$DIR" "$DEBIAN_MIRROR"; then
+        # A Debian 12 installation's sources: debootstrap writes only the release itself.
+        printf 'deb %s bookworm main\ndeb %s bookworm-updates main\ndeb %s-security bookworm-security main\n' \
+            "$DEBIAN_MIRROR" "$DEBIAN_MIRROR" "$DEBIAN_MIRROR" >"$DIR/etc/apt/sources.list"
         touch "$DIR/.rehearsal-base"
         record "a new Debian 12 machine" "replaced by: debootstrap bookworm chroot ($((SECONDS - t0)) s)" ok
     else
@@ -192,6 +200,16 @@ mount_in /dev --bind /dev
 mount_in /dev/pts --bind /dev/pts
 mount_in /dev/shm -t tmpfs -o mode=1777,nosuid,nodev tmpfs
 cp /etc/resolv.conf "$DIR/etc/resolv.conf"
+# A machine on this network trusts the certificate authorities this host added locally (an
+# egress proxy's, say), or pip cannot reach PyPI: the same ones go into the chroot's store.
+shopt -s nullglob
+local_cas=(/usr/local/share/ca-certificates/*.crt)
+shopt -u nullglob
+if ((${#local_cas[@]})); then
+    cp "${local_cas[@]}" "$DIR/usr/local/share/ca-certificates/"
+    in_root update-ca-certificates >/dev/null 2>&1 || die "update-ca-certificates failed in the chroot"
+    record "  the network's CA certificates" "replaced by: this host's /usr/local/share/ca-certificates copied in" ok
+fi
 # As in any chroot: package scripts start no service (there is no init to own them). The
 # services the install needs are started below, by the installer or by hand.
 printf '#!/bin/sh\nexit 101\n' >"$DIR/usr/sbin/policy-rc.d"
@@ -301,12 +319,12 @@ in_root install -d -m 0755 "/etc/letsencrypt/live/$DOMAIN"
 check "  certbot certonly" "replaced by: a self-signed certificate (openssl) at the certbot paths" \
     in_root openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=$DOMAIN" \
     -addext "subjectAltName=DNS:$DOMAIN" -keyout "/etc/letsencrypt/live/$DOMAIN/privkey.pem" \
-    -out "/etc/letsencrypt/live/$DOMAIN/fullchain.pem" -quiet
+    -out "/etc/letsencrypt/live/$DOMAIN/fullchain.pem" 2>>"$LOG/errors.log"
 check "  ln -s the site into sites-enabled" "ran for real" \
     in_root ln -sfn /etc/nginx/sites-available/messaging-cron /etc/nginx/sites-enabled/messaging-cron
 check "  nginx -t" "ran for real" in_root nginx -t -q
 check "  systemctl reload nginx" "replaced by: nginx started by hand (the package did not start it: policy-rc.d)" in_root nginx
-if manage shell -c "from django.contrib.auth import get_user_model as m; import sys; sys.exit(not m().objects.filter(username='$SUPERUSER').exists())" 2>/dev/null; then
+if manage shell -c "from django.contrib.auth import get_user_model as m; import sys; sys.exit(not m().objects.filter(username='$SUPERUSER').exists())" >/dev/null 2>&1; then
     record "  createsuperuser" "ran for real on an earlier run (user $SUPERUSER exists)" ok
 else
     check "  createsuperuser" "ran for real (--noinput, DJANGO_SUPERUSER_* in the environment)" \
@@ -364,9 +382,10 @@ check "  http://$DOMAIN/ redirects to https" "ran for real (nginx port 80)" redi
 
 # ---------------------------------------------------------------------------------------------
 note "A test SMS through the API, delivered by the tick that cron runs"
-RECIPIENT="+1555$(printf '%07d' "$((RANDOM * 30 + RANDOM % 30))")"
+# A fictional number (555-01xx) that is valid E.164; a new one each run, to find it at the fake.
+RECIPIENT="+1415555$(printf "%04d" "$((100 + RANDOM % 100))")"
 tick_lines_before="$(wc -l <"$DIR$APP_DIR/var/log/tick.log" 2>/dev/null || echo 0)"
-curl_site -o "$LOG/enqueue.json" -w '%{http_code}\n' -X POST "https://$DOMAIN/api/messages/" \
+curl_site -o "$STATE/enqueue.json" -w '%{http_code}\n' -X POST "https://$DOMAIN/api/messages/" \
     -H "Authorization: Token $TOKEN" -H "Content-Type: application/json" \
     -d "{\"channel\": \"sms\", \"to\": \"$RECIPIENT\", \"body\": \"rehearsal of the install\"}" >"$LOG/enqueue.status" 2>>"$LOG/errors.log"
 MESSAGE_ID="$(sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' "$LOG/enqueue.json" 2>/dev/null | head -n 1)"
@@ -398,10 +417,9 @@ check "  tail var/log/tick.log (grew by $((tick_lines_after - tick_lines_before)
 # ---------------------------------------------------------------------------------------------
 note "Metrics through nginx"
 CRON_SECRET="$(sed -n 's/^CRON_SECRET=//p' "$DIR$APP_DIR/.env" | head -n 1)"
-curl_site -o "$LOG/metrics.txt" -w '%{http_code}\n' -H "Authorization: Bearer $CRON_SECRET" \
+curl_site -o "$STATE/metrics.txt" -w '%{http_code}\n' -H "Authorization: Bearer $CRON_SECRET" \
     "https://$DOMAIN/metrics" >"$LOG/metrics.status" 2>>"$LOG/errors.log"
 check "  GET /metrics (Bearer CRON_SECRET) -> 200" "ran for real (through nginx)" grep -qx 200 "$LOG/metrics.status"
-cp "$LOG/metrics.txt" "$DIR$APP_DIR/var/run/rehearsal-metrics.txt" 2>/dev/null
 metrics_parse() {
     in_root "$APP_DIR/.venv/bin/python" - "$STATE/metrics.txt" <<'PY'
 import sys
