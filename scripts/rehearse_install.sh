@@ -233,13 +233,27 @@ fi
 record "2. dry run (optional)" "only checked: tests/deploy runs it in CI" ok
 
 # ---------------------------------------------------------------------------------------------
-note "Step 3: DOMAIN=$DOMAIN deploy/install.sh"
+ENV_FILE="$DIR$APP_DIR/.env"
+UPGRADE=no
+if [[ -f "$ENV_FILE" ]]; then
+    UPGRADE=yes
+    env_before="$(grep -E '^(SECRET_KEY|CRON_SECRET|DATABASE_URL|SMS_PROVIDER)=' "$ENV_FILE" | sha256sum)"
+fi
+note "Step 3: DOMAIN=$DOMAIN deploy/install.sh ($([[ $UPGRADE == yes ]] && echo "again: the upgrade in place" || echo "first install"))"
 t0=$SECONDS
 in_root env -C "$CHECKOUT" DOMAIN="$DOMAIN" deploy/install.sh 2>&1 | tee "$LOG/install.log"
 install_status=${PIPESTATUS[0]}
 INSTALL_SECONDS=$((SECONDS - t0))
+if grep -q '^    installing: ' "$LOG/install.log"; then
+    apt_note="apt-get install $(sed -n 's/^    installing: //p' "$LOG/install.log")"
+else
+    apt_note="packages all present, no apt-get"
+fi
+user_note="$(sed -n '/^==> System user/{n;s/^ *//p;}' "$LOG/install.log")"
+[[ "$user_note" == created ]] && user_note="useradd" || user_note="user kept"
 if ((install_status == 0)); then
-    record "3. deploy/install.sh" "ran for real (${INSTALL_SECONDS} s): apt-get, useradd, psql as postgres, pip, check --deploy, migrate, createcachetable, collectstatic" ok
+    record "3. deploy/install.sh$([[ $UPGRADE == yes ]] && echo " (upgrade in place)")" \
+        "ran for real (${INSTALL_SECONDS} s): $apt_note; $user_note, psql as postgres, pip, check --deploy, migrate, createcachetable, collectstatic as root" ok
 else
     record "3. deploy/install.sh" "ran for real: exit $install_status, see $LOG/install.log" FAILED
     exit 1
@@ -263,6 +277,25 @@ if grep -q 'security.W009' "$LOG/install.log"; then
 else
     check "  check --deploy" "ran for real" grep -q 'System check identified no issues' "$LOG/install.log"
 fi
+# Without systemd the installer must not claim it started or probed the web service.
+honest_about_systemd() {
+    grep -q 'NOT started or reloaded: systemd is not running' "$LOG/install.log" &&
+        grep -q 'GET /healthz not probed' "$LOG/install.log" &&
+        ! grep -q -e 'service (re)started' -e 'service reloaded' -e 'GET /healthz: 200' "$LOG/install.log"
+}
+check "  installer says the service was not started" "ran for real (no running systemd)" honest_about_systemd
+if [[ "$UPGRADE" == yes ]]; then
+    check "  upgrade keeps .env (secrets, DATABASE_URL, SMS_PROVIDER)" "ran for real" \
+        test "$(grep -E '^(SECRET_KEY|CRON_SECRET|DATABASE_URL|SMS_PROVIDER)=' "$ENV_FILE" | sha256sum)" = "$env_before"
+fi
+secret_key_length() {
+    local key
+    key="$(sed -n 's/^SECRET_KEY=//p' "$ENV_FILE" | head -n 1)"
+    printf '    SECRET_KEY: %d characters\n' "${#key}"
+    ((${#key} >= 50))
+}
+check "  SECRET_KEY of 50+ characters" "ran for real" secret_key_length
+record "  logrotate rules" "only checked: logrotate --debug by the installer (no nightly run waited for)" ok
 cluster_online() { in_root pg_lsclusters --no-header | grep -q ' online '; }
 check "  PostgreSQL cluster" "replaced by: pg_ctlcluster start (the installer's no-systemd path; systemd would start it)" cluster_online
 DB_URL_PORT="$(sed -n 's#^DATABASE_URL=postgres://[^@]*@[^:/]*:\([0-9]*\)/.*#\1#p' "$DIR$APP_DIR/.env" | head -n 1)"
@@ -437,3 +470,10 @@ sys.exit(0 if runs and runs[0].value >= 1 and sent and sent[0].value >= 1 else 1
 PY
 }
 check "  /metrics parses, shows process-scheduled runs and a sent attempt" "ran for real (prometheus_client's parser)" metrics_parse
+
+manage cron status >"$LOG/cron-status-after.txt" 2>&1
+status_exit=$?
+check "  manage cron status after the ticks (exit $status_exit)" "ran for real" test "$status_exit" -eq 0
+sed 's/^/    /' "$LOG/cron-status-after.txt"
+record "  web log (journalctl -u messaging-cron-web)" "replaced by: gunicorn's output in $STATE/gunicorn.log" ok
+record "  EMAIL_PROVIDER=resend, CRON_ALERT_EMAILS" "not run: no fake Resend here (alerts are only logged)" ok
