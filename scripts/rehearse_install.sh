@@ -25,7 +25,7 @@
 set -Euo pipefail
 umask 022
 
-usage() { sed -n '2,27p' "$0"; }
+usage() { awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; }
 [[ $# -eq 1 && "$1" != -* ]] || {
     usage >&2
     exit 2
