@@ -5,9 +5,10 @@
     envfile.py dburl URL                        host, port, user, password, name, separated by
                                                 \x1f (not whitespace: empty fields stay fields)
 
-A VALUE of `{secret}` is replaced by a fresh secrets.token_urlsafe(32), so a generated secret
-never appears on a command line. An existing file's values are never changed: re-running the
-installer keeps its secrets.
+A VALUE of `{secret}` is replaced by a fresh secrets.token_urlsafe(32) (43 characters), and
+`{secret:N}` by secrets.token_urlsafe(N) (Django's check --deploy wants a SECRET_KEY of 50
+characters or more: {secret:50} gives 67), so a generated secret never appears on a command
+line. An existing file's values are never changed: re-running the installer keeps its secrets.
 """
 
 import os
@@ -17,12 +18,13 @@ import sys
 import tempfile
 from urllib.parse import unquote, urlsplit
 
-SECRET = "{secret}"
+SECRET = re.compile(r"\{secret(?::([1-9][0-9]*))?\}")
+SECRET_BYTES = 32
 FIELD_SEPARATOR = "\x1f"
 
 
 def _generated(value: str) -> str:
-    return value.replace(SECRET, secrets.token_urlsafe(32)) if SECRET in value else value
+    return SECRET.sub(lambda match: secrets.token_urlsafe(int(match[1] or SECRET_BYTES)), value)
 
 
 def set_keys(text: str) -> set[str]:

@@ -10,12 +10,16 @@
 # Other files in the install directory are replaced by the checkout's.
 #
 # What it does: installs missing system packages (rsync, cron, logrotate, nginx, PostgreSQL
-# when the database is on this host, venv support), creates the system user, copies the
-# project into the install directory, writes .env with generated secrets on the first run,
+# when the database is on this host, venv support), writes .env with generated secrets on the
+# first run, creates the system user, copies the project into the install directory,
 # creates the PostgreSQL role and database that DATABASE_URL names, builds .venv, runs check,
 # migrate, createcachetable and collectstatic, installs /etc/cron.d/messaging-cron (the tick,
 # from `manage.py cron crontab --cron-d-user USER`), the systemd unit running gunicorn, the
 # logrotate rules and the nginx site, then probes /healthz.
+#
+# Without a running systemd (a chroot, a container) it still installs and enables the units,
+# starts a stopped local PostgreSQL cluster with pg_ctlcluster (the install needs it), but
+# starts no service: it says so, and how to start them.
 #
 # Variables (all optional):
 #   INSTALL_DIR=/srv/messaging-cron   where the project lives
@@ -24,6 +28,8 @@
 #   PYTHON=python3.11                 interpreter for the virtualenv (a dry run also renders
 #                                     the crontab with it, so it needs Django: .venv/bin/python)
 #   DB_NAME=messaging DB_USER=messaging   the database and role a new .env points at
+#   DB_PORT=5432                      port in a new .env's DATABASE_URL (default: the port of
+#                                     this host's PostgreSQL cluster, from pg_lsclusters)
 
 set -Eeuo pipefail
 umask 022
@@ -33,7 +39,7 @@ while (($#)); do
     case "$1" in
         --root) ROOT="${2:?--root needs a directory}" && shift 2 ;;
         --root=*) ROOT="${1#--root=}" && shift ;;
-        -h | --help) sed -n '2,26p' "$0" && exit 0 ;;
+        -h | --help) sed -n '2,32p' "$0" && exit 0 ;;
         *) printf 'unknown argument: %s (see %s --help)\n' "$1" "$0" >&2 && exit 2 ;;
     esac
 done
@@ -46,6 +52,7 @@ DOMAIN="${DOMAIN:-example.com}"
 PYTHON="${PYTHON:-python3.11}"
 DB_NAME="${DB_NAME:-messaging}"
 DB_USER="${DB_USER:-messaging}"
+NEW_DB_PORT="${DB_PORT:-}"
 SERVICE=messaging-cron-web
 SITE=messaging-cron
 SRC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -70,6 +77,16 @@ trap 'on_error "$LINENO" "$BASH_COMMAND"' ERR
 trap 'rm -f -- "${WORK_FILES[@]}"' EXIT
 
 dry_run() { [[ -n "$ROOT" ]]; }
+
+# systemd is the init of this machine (sd_booted()). A dry run prints the systemd commands.
+systemd_running() { dry_run || [[ -d /run/systemd/system ]]; }
+
+# This host's PostgreSQL clusters, one a line: version, name, port, status (pg_lsclusters).
+local_clusters() {
+    if command -v pg_lsclusters >/dev/null 2>&1; then
+        pg_lsclusters --no-header 2>/dev/null | awk '{print $1, $2, $3, $4}'
+    fi
+}
 
 # A command that changes the system: run it, or in a dry run print it.
 sys() {
@@ -136,6 +153,9 @@ else
     [[ "$(id -u)" -eq 0 ]] || die "run me as root: sudo $0 (or try a dry run: $0 --root /tmp/messaging-cron-root)"
     command -v apt-get >/dev/null 2>&1 || die "this installer is for Debian/Ubuntu (no apt-get here)."
     command -v systemctl >/dev/null 2>&1 || die "systemd is required (no systemctl here)."
+    systemd_running || warn "systemd is not running here (a chroot or a container?). The units are
+installed and enabled for the next boot, but no service is started: the end says how to start
+them by hand. A stopped local PostgreSQL cluster is started with pg_ctlcluster (the install needs it)."
 fi
 [[ -f "$SRC_DIR/manage.py" && -f "$SRC_DIR/requirements.txt" ]] ||
     die "$SRC_DIR does not look like a checkout of the project (no manage.py / requirements.txt)."
@@ -156,23 +176,67 @@ info "install dir: $INSTALL_DIR"
 info "user:        $APP_USER"
 
 # ---------------------------------------------------------------------------------------------
+step "System packages"
+# PostgreSQL is needed here when the database is on this host; a DATABASE_URL the installer
+# adds to .env always is.
+pg_wanted=yes
+existing_url=""
+[[ ! -f "$ENV_FILE" ]] || existing_url="$(env_value DATABASE_URL)"
+if [[ -n "$existing_url" ]]; then
+    existing_host="$("$PYTHON" "$SRC_DIR/deploy/envfile.py" dburl "$existing_url" | cut -d $'\x1f' -f 1)"
+    case "$existing_url:$existing_host" in
+        postgres*:127.0.0.1 | postgres*:localhost | postgres*:::1 | postgres*:) ;;
+        *) pg_wanted=no ;;
+    esac
+fi
+packages=()
+command -v rsync >/dev/null 2>&1 || packages+=(rsync)
+command -v cron >/dev/null 2>&1 || [[ -x /usr/sbin/cron ]] || packages+=(cron)
+command -v flock >/dev/null 2>&1 || packages+=(util-linux)
+command -v logrotate >/dev/null 2>&1 || [[ -x /usr/sbin/logrotate ]] || packages+=(logrotate)
+command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || packages+=(nginx)
+if [[ "$pg_wanted" == yes ]] && ! command -v pg_lsclusters >/dev/null 2>&1; then packages+=(postgresql); fi
+"$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 || packages+=("$(basename "$PYTHON")-venv")
+if ((${#packages[@]})); then
+    info "installing: ${packages[*]}"
+    sys apt-get update -q
+    sys env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${packages[@]}"
+else
+    info "all present"
+fi
+if systemd_running; then
+    sys systemctl enable --now --quiet cron || warn "could not enable the cron service; check it runs."
+else
+    systemctl enable --quiet cron 2>/dev/null || true
+    info "cron: enabled for the next boot, not started (no running systemd): start it yourself"
+fi
+
+# ---------------------------------------------------------------------------------------------
 step "Settings: $INSTALL_DIR/.env"
 install -d -m 0755 "$ROOT$INSTALL_DIR"
+# A new .env points at this host's PostgreSQL: DB_PORT, else the port of its first online
+# cluster, else of its first cluster (a host where 5432 is taken gets 5433), else 5432.
+if [[ -z "$NEW_DB_PORT" ]]; then
+    NEW_DB_PORT="$(local_clusters | awk '$4 ~ /^online/ {print $3; exit}')"
+    [[ -n "$NEW_DB_PORT" ]] || NEW_DB_PORT="$(local_clusters | awk '{print $3; exit}')"
+    NEW_DB_PORT="${NEW_DB_PORT:-5432}"
+fi
+[[ "$NEW_DB_PORT" =~ ^[0-9]+$ ]] || die "DB_PORT must be a port number (got '$NEW_DB_PORT')."
 # Only keys the file does not set yet are written: an existing .env keeps every value.
 added="$("$PYTHON" "$SRC_DIR/deploy/envfile.py" write "$ENV_FILE" "$SRC_DIR/.env.example" \
     DEBUG=false "ALLOWED_HOSTS=$DOMAIN" "CSRF_TRUSTED_ORIGINS=https://$DOMAIN" \
-    "SECRET_KEY={secret}" "CRON_SECRET={secret}" \
-    "DATABASE_URL=postgres://$DB_USER:{secret}@127.0.0.1:5432/$DB_NAME" \
+    "SECRET_KEY={secret:50}" "CRON_SECRET={secret}" \
+    "DATABASE_URL=postgres://$DB_USER:{secret}@127.0.0.1:$NEW_DB_PORT/$DB_NAME" \
     CACHE_URL=dbcache://cron_cache)"
 if [[ -n "$added" ]]; then
-    info "written: $added (secrets generated with secrets.token_urlsafe(32))"
+    info "written: $added (secrets generated: SECRET_KEY with secrets.token_urlsafe(50), the others with token_urlsafe(32))"
 else
     info "kept as it is (every setting the installer needs is there)"
 fi
 for name in SECRET_KEY CRON_SECRET; do
     if [[ -z "$(env_value "${name}_FILE")" && "$(env_value "$name")" == *change-me* ]]; then
         die "$name in $ENV_FILE is still the example placeholder. Set a long random value
-(for example the output of: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'),
+(for example the output of: python3 -c 'import secrets; print(secrets.token_urlsafe(50))'),
 or delete the line and run $0 again to have one generated."
     fi
 done
@@ -192,25 +256,6 @@ case "$(env_value DEBUG)" in
     *) warn "DEBUG is on in $ENV_FILE. Fine for a trial; on a server reachable from the internet set DEBUG=false." ;;
 esac
 [[ -n "$(env_value CRON_ALERT_EMAILS)" ]] || warn "CRON_ALERT_EMAILS is empty: job alerts will only be logged, not emailed."
-
-# ---------------------------------------------------------------------------------------------
-step "System packages"
-packages=()
-command -v rsync >/dev/null 2>&1 || packages+=(rsync)
-command -v cron >/dev/null 2>&1 || [[ -x /usr/sbin/cron ]] || packages+=(cron)
-command -v flock >/dev/null 2>&1 || packages+=(util-linux)
-command -v logrotate >/dev/null 2>&1 || [[ -x /usr/sbin/logrotate ]] || packages+=(logrotate)
-command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || packages+=(nginx)
-if [[ "$db_local" == yes ]] && ! command -v pg_lsclusters >/dev/null 2>&1; then packages+=(postgresql); fi
-"$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 || packages+=("$(basename "$PYTHON")-venv")
-if ((${#packages[@]})); then
-    info "installing: ${packages[*]}"
-    sys apt-get update -q
-    sys env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${packages[@]}"
-else
-    info "all present"
-fi
-sys systemctl enable --now --quiet cron || warn "could not enable the cron service; check it runs."
 
 # ---------------------------------------------------------------------------------------------
 step "System user $APP_USER"
@@ -255,15 +300,46 @@ if [[ "$database_url" != postgres* ]]; then
     info "DATABASE_URL is not PostgreSQL: nothing to create"
 elif [[ "$db_local" == no ]]; then
     info "the database is on $DB_HOST: create the role and database there (docs/operations.md)"
-elif dry_run; then
-    sys runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p "$DB_PORT" \
-        -v role="$DB_ROLE" -v db="$DB_DATABASE" -f "$SRC_DIR/deploy/database.sql"
 else
-    sys systemctl enable --now --quiet postgresql
+    # The cluster that holds DATABASE_URL's port: a URL on a port no local cluster uses would
+    # only fail later, in migrate, with "connection refused".
+    clusters="$(local_clusters)"
+    if [[ -z "$clusters" ]]; then
+        dry_run || die "no PostgreSQL cluster on this host (pg_lsclusters lists none), and DATABASE_URL
+in $ENV_FILE points at this host. Create one (pg_createcluster 15 main --start), or point
+DATABASE_URL at another server, then run $0 again."
+        info "no local PostgreSQL cluster yet: a real install gets one with the postgresql package"
+        cluster=""
+    else
+        cluster="$(awk -v port="$DB_PORT" '$3 == port {print; exit}' <<<"$clusters")"
+        [[ -n "$cluster" ]] || die "DATABASE_URL in $ENV_FILE is on port $DB_PORT of this host, but no local
+PostgreSQL cluster uses that port. The clusters here (version, name, port, status):
+$(awk '{print "    " $0}' <<<"$clusters")
+Set the port of one of them in DATABASE_URL (or DB_PORT=... for a new .env), then run $0 again."
+    fi
+    read -r pg_version pg_cluster _ pg_status <<<"${cluster:-- - - -}"
+    if [[ -n "$cluster" && "$pg_status" != online* ]]; then
+        if systemd_running; then
+            sys systemctl enable --now --quiet postgresql
+            sys systemctl start "postgresql@$pg_version-$pg_cluster"
+        else
+            warn "PostgreSQL $pg_version/$pg_cluster is down and systemd is not running: starting it with
+pg_ctlcluster. Nothing restarts it after a reboot of this chroot or container."
+            pg_ctlcluster "$pg_version" "$pg_cluster" start
+        fi
+    elif systemd_running; then
+        sys systemctl enable --now --quiet postgresql
+    fi
     # The password travels in the environment, never on a command line (see database.sql).
-    DB_PASSWORD="$DB_PASSWORD" runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p "$DB_PORT" \
-        -v role="$DB_ROLE" -v db="$DB_DATABASE" <"$SRC_DIR/deploy/database.sql"
-    info "role has the password of .env; database exists"
+    # From / : psql as postgres cannot enter the directory the installer was started from.
+    if dry_run; then
+        sys runuser -u postgres -- env -C / psql -X -q -v ON_ERROR_STOP=1 -p "$DB_PORT" \
+            -v role="$DB_ROLE" -v db="$DB_DATABASE" -f "$SRC_DIR/deploy/database.sql"
+    else
+        DB_PASSWORD="$DB_PASSWORD" runuser -u postgres -- env -C / psql -X -q -v ON_ERROR_STOP=1 -p "$DB_PORT" \
+            -v role="$DB_ROLE" -v db="$DB_DATABASE" <"$SRC_DIR/deploy/database.sql"
+        info "role has the password of .env; database exists (cluster $pg_version/$pg_cluster, port $DB_PORT)"
+    fi
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -322,10 +398,21 @@ fi
 step "systemd unit $SERVICE"
 install_content 0644 "/etc/systemd/system/$SERVICE.service" < <(render "$SRC_DIR/deploy/$SERVICE.service")
 unit_changed=$CHANGED
-sys systemctl daemon-reload
-sys systemctl enable --quiet "$SERVICE"
+if ! systemd_running; then
+    # Enabling works offline (it only makes the symlink); starting needs systemd.
+    systemctl enable --quiet "$SERVICE"
+    warn "$SERVICE is installed and enabled, but NOT started or reloaded: systemd is not running.
+On a machine booted with systemd it starts at boot; here, start what its ExecStart says as
+$APP_USER in $INSTALL_DIR (see /etc/systemd/system/$SERVICE.service), or restart the gunicorn
+you started (kill -HUP its master) so that it loads the new code."
+else
+    sys systemctl daemon-reload
+    sys systemctl enable --quiet "$SERVICE"
+fi
 if dry_run; then
     sys systemctl reload-or-restart "$SERVICE"
+elif ! systemd_running; then
+    info "GET /healthz not probed: the service was not started"
 elif [[ "$unit_changed" == yes ]] || ! systemctl is-active --quiet "$SERVICE"; then
     systemctl restart "$SERVICE"
     info "unit installed; service (re)started"
@@ -335,7 +422,7 @@ else
     info "unit unchanged; service reloaded"
 fi
 
-if ! dry_run; then
+if ! dry_run && systemd_running; then
     # Probe /healthz directly on gunicorn, as one of the ALLOWED_HOSTS and as if over HTTPS.
     probe_host="$(env_value ALLOWED_HOSTS)"
     probe_host="${probe_host%%,*}"
@@ -396,17 +483,30 @@ fi
 if dry_run; then
     sys nginx -t
 elif [[ -e "$site_enabled" ]]; then
-    if nginx -t >/dev/null 2>&1; then
-        systemctl reload nginx
+    if ! nginx -t >/dev/null 2>&1; then
+        warn "nginx -t fails, nginx not reloaded. Run nginx -t to see why."
+    elif ! systemd_running; then
+        warn "nginx -t passes, but nginx was not reloaded: systemd is not running. If nginx runs, reload it
+with: nginx -s reload"
+    elif systemctl reload nginx; then
         info "enabled; nginx reloaded"
     else
-        warn "nginx -t fails, nginx not reloaded. Run nginx -t to see why."
+        warn "systemctl reload nginx failed: is nginx running? (systemctl status nginx)"
     fi
 fi
 
 # ---------------------------------------------------------------------------------------------
 run_as="cd $INSTALL_DIR && runuser -u $APP_USER -- .venv/bin/python manage.py"
 if dry_run; then step "Dry run done: the files are in $ROOT. Next steps"; else step "Installed. Next steps"; fi
+if ! systemd_running; then
+    cat <<EOF
+  0. systemd is not running here, so nothing was started or reloaded but PostgreSQL. On a
+     machine booted with systemd, cron, nginx and $SERVICE start at boot. Here, start them
+     yourself: cron (/usr/sbin/cron), nginx, and as $APP_USER in $INSTALL_DIR the ExecStart of
+     /etc/systemd/system/$SERVICE.service. "systemctl reload" below means: kill -HUP the
+     process (gunicorn's master, nginx).
+EOF
+fi
 cat <<EOF
   1. nginx, once: get a certificate for $DOMAIN, then enable the site:
        certbot certonly --webroot -w /var/www/html -d $DOMAIN

@@ -27,6 +27,17 @@ def test_a_new_file_takes_the_example_with_values_set_in_place(tmp_path):
     assert lines[3:] == ["LOG_LEVEL=INFO", "CACHE_URL=dbcache://c"]
 
 
+def test_a_secret_can_ask_for_more_bytes(tmp_path):
+    example, env = tmp_path / "example", tmp_path / ".env"
+    example.write_text(EXAMPLE)
+    helper("write", str(env), str(example), "SECRET_KEY={secret:50}", "URL=postgres://u:{secret}@h/d")
+    text = env.read_text()
+    key = text.split("SECRET_KEY=", 1)[1].split("\n", 1)[0]
+    assert len(key) == 67  # secrets.token_urlsafe(50): Django's check --deploy wants 50 or more
+    password = text.split("URL=postgres://u:", 1)[1].split("@", 1)[0]
+    assert len(password) == 43
+
+
 def test_an_existing_file_gains_only_missing_keys_and_a_secret_is_generated_once(tmp_path):
     example, env = tmp_path / "example", tmp_path / ".env"
     example.write_text(EXAMPLE)

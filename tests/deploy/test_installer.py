@@ -6,6 +6,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -48,7 +49,8 @@ def test_the_dry_run_prints_system_commands_and_runs_none(tmp_path):
     assert result.returncode == 0, result.stderr
     would = [line.strip() for line in result.stdout.splitlines() if line.strip().startswith("would run:")]
     assert any("useradd --system" in line and line.endswith(APP_USER) for line in would)
-    assert any("runuser -u postgres -- psql" in line for line in would)
+    # From /: postgres may not enter the directory the installer was started from.
+    assert any("runuser -u postgres -- env -C / psql" in line for line in would)
     assert any("manage.py migrate --noinput" in line for line in would)
     assert any("manage.py collectstatic" in line for line in would)
     assert "would run: systemctl daemon-reload" in would
@@ -63,12 +65,73 @@ def test_a_new_env_gets_generated_secrets_and_production_settings(rendered):
     values = env_values(env_file)
     assert values["DEBUG"] == "false"
     assert values["ALLOWED_HOSTS"] == DOMAIN and values["CSRF_TRUSTED_ORIGINS"] == f"https://{DOMAIN}"
-    for name in ("SECRET_KEY", "CRON_SECRET"):
-        assert re.fullmatch(r"[A-Za-z0-9_-]{43}", values[name]), name  # secrets.token_urlsafe(32)
+    # check --deploy wants a SECRET_KEY of 50 characters or more (security.W009).
+    assert re.fullmatch(r"[A-Za-z0-9_-]{67}", values["SECRET_KEY"])  # secrets.token_urlsafe(50)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", values["CRON_SECRET"])  # secrets.token_urlsafe(32)
     assert values["SECRET_KEY"] != values["CRON_SECRET"]
     assert re.fullmatch(r"postgres://messaging:[A-Za-z0-9_-]{43}@127\.0\.0\.1:5432/messaging", values["DATABASE_URL"])
     assert values["CACHE_URL"] == "dbcache://cron_cache"
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o640
+
+
+def test_a_new_env_passes_check_deploy_without_a_warning(rendered, tmp_path):
+    """The installer runs `check --deploy`, which only warns (exit 0): a warning about the
+    generated settings (security.W009, a SECRET_KEY under 50 characters) would go unnoticed."""
+    app = installed(rendered, INSTALL_DIR)
+    # .env's own database is not there: an SQLite file stands in (environment beats .env).
+    environment = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "DATABASE_URL": f"sqlite:///{tmp_path}/check.sqlite3",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=app,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("clusters", "env", "port"),
+    [
+        # 5432 was taken when the cluster was made (another PostgreSQL, a chroot's host).
+        ("15 main 5433 online postgres /var/lib/postgresql/15/main log\n", {}, "5433"),
+        # The first online cluster, not the first listed.
+        ("13 old 5432 down postgres /a log\n15 main 5434 online postgres /b log\n", {}, "5434"),
+        # None online: the first one (the installer starts it).
+        ("15 main 5435 down postgres /var/lib/postgresql/15/main log\n", {}, "5435"),
+        # No cluster yet (the postgresql package comes with the install): the default port.
+        ("", {}, "5432"),
+        ("15 main 5433 online postgres /a log\n16 new 6543 online postgres /b log\n", {"DB_PORT": "6543"}, "6543"),
+    ],
+)
+def test_a_new_env_takes_the_port_of_this_hosts_postgresql(tmp_path, clusters, env, port):
+    result = dry_run(tmp_path, clusters=clusters, **env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    url = env_values(installed(tmp_path, f"{INSTALL_DIR}/.env"))["DATABASE_URL"]
+    assert url.endswith(f"@127.0.0.1:{port}/messaging"), url
+    assert f"-p {port} " in result.stdout
+
+
+def test_a_database_url_on_a_port_no_local_cluster_holds_is_refused(tmp_path):
+    env_file = installed(tmp_path, f"{INSTALL_DIR}/.env")
+    env_file.parent.mkdir(parents=True)
+    env_file.write_text("DATABASE_URL=postgres://messaging:pw@127.0.0.1:5432/messaging\n")
+    result = dry_run(tmp_path, clusters="15 main 5433 online postgres /var/lib/postgresql/15/main log\n")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "is on port 5432 of this host, but no local\nPostgreSQL cluster uses that port" in result.stderr
+    assert "15 main 5433 online" in result.stderr
+    assert "psql" not in result.stdout
+    assert not installed(tmp_path, "/etc/cron.d/messaging-cron").exists()
+
+
+def test_a_non_numeric_db_port_is_refused(tmp_path):
+    result = dry_run(tmp_path, DB_PORT="5432;x")
+    assert result.returncode == 1 and "DB_PORT must be a port number" in result.stderr
 
 
 def test_a_second_dry_run_changes_nothing_and_keeps_the_secrets(tmp_path):
