@@ -184,7 +184,9 @@ class CampaignRecipientAdmin(admin.ModelAdmin):
     list_select_related = ("campaign",)
     raw_id_fields = ("campaign", "lead", "message")
     show_full_result_count = False
-    readonly_fields = ("state", "message", "reason", "launched_at", "finished_at")
+    # The address too: it was checked and normalised when added, and the tick trusts that
+    # (an address typed here would be queued unchecked). A wrong one: delete, add it again.
+    readonly_fields = ("campaign", "lead", "to", "state", "message", "reason", "launched_at", "finished_at")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # through the API or the campaign's CSV import, which normalise addresses

@@ -156,7 +156,7 @@ def process_campaigns(
     (tests, the demo) is the tick's start, and each batch is that plus the whole seconds since."""
     batch_size = batch_size or settings.CAMPAIGNS_TICK_BATCH_SIZE
     result = TickResult()
-    start = now or timezone.now()
+    start = now or database_now()  # the same clock as the batches' (finished_at, start_at)
     result.synced = sync_recipients(start)
     ids = campaigns_to_visit(start)
     batches = deque(ids[start : start + batch_size] for start in range(0, len(ids), batch_size))
@@ -219,6 +219,9 @@ def _visit(batch: list[int], batch_now: datetime | None) -> "TickResult":
             result.merge(_tick_batch([campaign_id], batch_now))
         except Exception as exc:
             logger.exception("campaign_failed", extra={"campaign_id": campaign_id})
+            # Visited, and failed: counted in `visited` as a campaign whose plan failed is, so
+            # that the job's `visited - len(errors)` succeeded is never short (or negative).
+            result.visited += 1
             result.errors.append((campaign_id, f"{type(exc).__name__}: {exc}"))
     return result
 

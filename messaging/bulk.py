@@ -206,7 +206,9 @@ class _Insert:
             self.sql = (
                 f"WITH staged AS (DELETE FROM {STAGE} RETURNING *) "
                 f"INSERT INTO {table} ({columns}) SELECT staged.*, {commons} FROM staged "
-                f"ORDER BY {quote('idempotency_key')} NULLS LAST" + conflict
+                # COLLATE "C": code point order, as Python sorted the batches (the database's
+                # collation, en_US say, would order a batch otherwise: opposite lock orders).
+                f'ORDER BY {quote("idempotency_key")} COLLATE "C" NULLS LAST' + conflict
             )
         else:
             self.sql = f"INSERT INTO {table} ({columns}) VALUES %s" + conflict

@@ -78,6 +78,17 @@ def test_admin_change_page_shows_one_page_of_recipients(staff, acme):
     assert "120 recipients" in response.content.decode()
 
 
+def test_admin_cannot_change_a_recipients_address(staff, acme):
+    """Addresses are checked when added (CSV, API, leads) and the tick trusts them."""
+    (recipient,) = add_recipients(make_campaign(acme), 1)
+    url = f"/admin/campaigns/campaignrecipient/{recipient.pk}/change/"
+    form = staff.get(url).context["adminform"].form
+    assert "to" not in form.fields and "campaign" not in form.fields
+    staff.post(url, {"to": "+10000000000", "first_name": "X", "last_name": "", "fields": "{}"})
+    recipient.refresh_from_db()
+    assert recipient.to != "+10000000000"
+
+
 def test_admin_csv_import_reports_bad_lines(staff, acme):
     campaign = make_campaign(acme)
     upload = SimpleUploadedFile("list.csv", b"phone,first_name\n+14155550111,Ana\nnope,Ben\n", "text/csv")

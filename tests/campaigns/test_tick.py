@@ -362,3 +362,34 @@ def test_ticks_on_hosts_whose_clocks_disagree_share_one_per_minute_window(client
     assert (first.data["launched"], second.data["launched"]) == (5, 0)
     stamps = CampaignRecipient.objects.exclude(launched_at=None).values_list("launched_at", flat=True)
     assert all(abs(stamp - real) < timedelta(seconds=10) for stamp in stamps)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("others", [0, 1])
+def test_a_campaign_failing_in_the_database_is_one_failed_item_and_the_others_succeed(monkeypatch, others):
+    # Alone, it made succeeded -1: the run's CHECK constraint refused it and the run stayed
+    # `running` (then `abandoned`); beside another, the run said "all 1 items failed".
+    import campaigns.tick as tick
+
+    client = make_client(tz="UTC")
+    broken = make_campaign(client, name="broken")
+    add_recipients(broken, 1)
+    for i in range(others):
+        add_recipients(make_campaign(client, name=f"ok{i}"), 1, start=10 + i)
+    real = tick.launch_messages
+
+    def launch(launches, now):
+        if any(launch.key.startswith(f"campaign:{broken.pk}:") for launch in launches):
+            raise RuntimeError("deadlock detected")
+        return real(launches, now)
+
+    monkeypatch.setattr(tick, "launch_messages", launch)
+    result = run_job("process-campaigns", "manual")
+    run = JobRun.objects.get(pk=result.run_id)
+    assert (run.status, run.processed, run.succeeded, run.failed) == (
+        "failed" if others == 0 else "partial",
+        1 + others,
+        others,
+        1,
+    )
+    assert f"campaign {broken.pk}: RuntimeError: deadlock detected" in run.error
