@@ -12,8 +12,8 @@ if [ "${#missing[@]}" -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   echo "Installing ${missing[*]} for the deploy checks..."
   # RUNLEVEL=1: the nginx package must not start a server (port 80) on a test machine.
-  if apt-get update -qq >/dev/null &&
-    RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+  if apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null &&
+    RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends \
       "${missing[@]}" >/dev/null; then
     exit 0
   fi
