@@ -2,7 +2,13 @@
 # Rehearse docs/operations.md "Install and upgrade" on a new Debian 12 machine: a bookworm
 # chroot made with debootstrap, on a host without a running systemd.
 #
-#   sudo scripts/rehearse_install.sh DIR
+#   sudo scripts/rehearse_install.sh [--boot] DIR
+#
+# With --boot the chroot is booted with systemd-nspawn (systemd as its PID 1) before the
+# installer runs, as a real server is: the installer takes its systemd path (services enabled
+# and started, the unit restarted or reloaded, the /healthz probe), and systemctl and the
+# journal are used for real instead of being replaced. Without it, the installer's
+# no-systemd path is rehearsed, and the script starts by hand what systemd would.
 #
 # DIR is the chroot (made on the first run, reused after: a second run of the installer inside
 # it is the "upgrade in place" path). The script copies this checkout to /root/messaging-cron
@@ -26,6 +32,11 @@ set -Euo pipefail
 umask 022
 
 usage() { awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; }
+BOOT=no
+if [[ "${1:-}" == --boot ]]; then
+    BOOT=yes
+    shift
+fi
 [[ $# -eq 1 && "$1" != -* ]] || {
     usage >&2
     exit 2
@@ -56,6 +67,11 @@ die() {
 for tool in debootstrap chroot mount umount git tar ss flock; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is missing (apt-get install debootstrap git iproute2)."
 done
+if [[ "$BOOT" == yes ]]; then
+    for tool in systemd-nspawn nsenter; do
+        command -v "$tool" >/dev/null 2>&1 || die "$tool is missing (apt-get install systemd-container util-linux)."
+    done
+fi
 
 # --- The result table ----------------------------------------------------------------------
 STEP_NAMES=()
@@ -89,8 +105,16 @@ print_table() {
 }
 
 # --- Inside the chroot -----------------------------------------------------------------------
-in_root() { chroot "$DIR" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    HOME=/root LANG=C.UTF-8 TERM=dumb "$@"; }
+CLEAN_ENV=(/usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 TERM=dumb)
+NSPAWN_PID=""
+INIT_PID="" # the booted container's systemd (--boot), as this host sees it
+in_root() {
+    if [[ -n "$INIT_PID" ]]; then
+        nsenter -t "$INIT_PID" -a -r -w -- "${CLEAN_ENV[@]}" "$@"
+    else
+        chroot "$DIR" "${CLEAN_ENV[@]}" "$@"
+    fi
+}
 # manage.py as the service user, the way docs/operations.md runs it.
 manage() { in_root runuser -u "$APP_USER" -- env -C "$APP_DIR" .venv/bin/python manage.py "$@"; }
 # curl inside the chroot, to nginx on this host, with DOMAIN resolved to 127.0.0.1 and the
@@ -112,6 +136,20 @@ MOUNTS=()
 cleanup() {
     local status=$? pids mount_point i
     trap - EXIT INT TERM
+    if [[ -n "$NSPAWN_PID" ]] && kill -0 "$NSPAWN_PID" 2>/dev/null; then
+        note "Powering off the booted $DIR"
+        in_root systemctl poweroff 2>/dev/null
+        for _ in $(seq 1 60); do
+            kill -0 "$NSPAWN_PID" 2>/dev/null || break
+            sleep 0.5
+        done
+        if kill -0 "$NSPAWN_PID" 2>/dev/null; then
+            printf '    still up after 30 s: killing systemd-nspawn\n'
+            kill -KILL "$NSPAWN_PID" 2>/dev/null
+        fi
+        wait "$NSPAWN_PID" 2>/dev/null
+        INIT_PID=""
+    fi
     # Only a run that mounted the chroot's /proc started anything in it.
     if ((${#MOUNTS[@]})) && [[ -d "$DIR/proc/self" ]]; then
         note "Stopping what this run started in $DIR"
@@ -168,6 +206,7 @@ port_free() { ! ss -Hltn "sport = :$1" | grep -q .; }
 note "Chroot $DIR"
 mkdir -p "$DIR"
 # One run at a time in DIR: the lock is held until this script exits.
+# (Long-lived children are started with 9>&-, so none keeps holding it after this run.)
 exec 9>"$DIR/.rehearsal-lock"
 flock -n 9 || die "another rehearsal runs in $DIR."
 if [[ -f "$DIR/.rehearsal-base" ]]; then
@@ -194,12 +233,40 @@ for port in 80 443 8001; do
     port_free "$port" || die "port $port is taken on this host, and the chroot shares its network: free it first."
 done
 
-mount_in /proc -t proc proc
-mount_in /sys --bind /sys
-mount_in /dev --bind /dev
-mount_in /dev/pts --bind /dev/pts
-mount_in /dev/shm -t tmpfs -o mode=1777,nosuid,nodev tmpfs
 cp /etc/resolv.conf "$DIR/etc/resolv.conf"
+if [[ "$BOOT" == yes ]]; then
+    # A booted machine: package scripts start their services (an earlier chroot run's
+    # policy-rc.d would stop them).
+    rm -f "$DIR/usr/sbin/policy-rc.d"
+    install -d -m 0700 "$DIR$STATE"
+    note "Booting $DIR: systemd-nspawn --boot (the host's network, systemd as the machine's PID 1)"
+    systemd-nspawn -D "$DIR" --register=no --keep-unit --boot --console=passive -q >"$DIR$STATE/boot.log" 2>&1 9>&- &
+    NSPAWN_PID=$!
+    for _ in $(seq 1 50); do
+        INIT_PID="$(pgrep -P "$NSPAWN_PID" | head -n 1)"
+        [[ -n "$INIT_PID" ]] && break
+        sleep 0.2
+    done
+    SYSTEM_STATE=""
+    booted() {
+        [[ -n "$INIT_PID" ]] || return 1
+        for _ in $(seq 1 120); do
+            SYSTEM_STATE="$(in_root systemctl is-system-running 2>/dev/null)"
+            [[ "$SYSTEM_STATE" == running || "$SYSTEM_STATE" == degraded ]] && return 0
+            sleep 0.5
+        done
+        return 1
+    }
+    check "a machine booted with systemd" "ran for real: systemd-nspawn --boot" booted
+    printf '    systemd: %s\n' "${SYSTEM_STATE:-not up, see $DIR$STATE/boot.log}"
+    [[ -n "$SYSTEM_STATE" ]] || exit 1
+else
+    mount_in /proc -t proc proc
+    mount_in /sys --bind /sys
+    mount_in /dev --bind /dev
+    mount_in /dev/pts --bind /dev/pts
+    mount_in /dev/shm -t tmpfs -o mode=1777,nosuid,nodev tmpfs
+fi
 # A machine on this network trusts the certificate authorities this host added locally (an
 # egress proxy's, say), or pip cannot reach PyPI: the same ones go into the chroot's store.
 shopt -s nullglob
@@ -210,10 +277,12 @@ if ((${#local_cas[@]})); then
     in_root update-ca-certificates >/dev/null 2>&1 || die "update-ca-certificates failed in the chroot"
     record "  the network's CA certificates" "replaced by: this host's /usr/local/share/ca-certificates copied in" ok
 fi
-# As in any chroot: package scripts start no service (there is no init to own them). The
-# services the install needs are started below, by the installer or by hand.
-printf '#!/bin/sh\nexit 101\n' >"$DIR/usr/sbin/policy-rc.d"
-chmod 0755 "$DIR/usr/sbin/policy-rc.d"
+if [[ "$BOOT" == no ]]; then
+    # As in any chroot: package scripts start no service (there is no init to own them). The
+    # services the install needs are started below, by the installer or by hand.
+    printf '#!/bin/sh\nexit 101\n' >"$DIR/usr/sbin/policy-rc.d"
+    chmod 0755 "$DIR/usr/sbin/policy-rc.d"
+fi
 in_root install -d -m 0700 "$STATE"
 LOG="$DIR$STATE"
 
@@ -270,8 +339,12 @@ installed_checks() {
     return "$ok"
 }
 check "  files: .env, cron.d, unit, logrotate, nginx site" "ran for real (written by the installer)" installed_checks
-check "  systemctl enable messaging-cron-web" "ran for real (offline: symlink in multi-user.target.wants)" \
-    in_root systemctl is-enabled --quiet messaging-cron-web
+if [[ "$BOOT" == yes ]]; then
+    check "  systemctl enable messaging-cron-web" "ran for real" in_root systemctl is-enabled --quiet messaging-cron-web
+else
+    check "  systemctl enable messaging-cron-web" "ran for real (offline: symlink in multi-user.target.wants)" \
+        in_root systemctl is-enabled --quiet messaging-cron-web
+fi
 if grep -q 'security.W009' "$LOG/install.log"; then
     record "  check --deploy" "ran for real: security.W009 (SECRET_KEY too short)" FAILED
 else
@@ -283,7 +356,17 @@ honest_about_systemd() {
         grep -q 'GET /healthz not probed' "$LOG/install.log" &&
         ! grep -q -e 'service (re)started' -e 'service reloaded' -e 'GET /healthz: 200' "$LOG/install.log"
 }
-check "  installer says the service was not started" "ran for real (no running systemd)" honest_about_systemd
+# With systemd it must have (re)started or reloaded it, and had 200 from /healthz.
+started_by_systemd() {
+    grep -q -e 'service (re)started' -e 'service reloaded' "$LOG/install.log" &&
+        grep -q 'GET /healthz: 200' "$LOG/install.log" && in_root systemctl is-active --quiet messaging-cron-web
+}
+if [[ "$BOOT" == yes ]]; then
+    check "  systemctl restart/reload messaging-cron-web, then GET /healthz on gunicorn" \
+        "ran for real (the installer, under systemd)" started_by_systemd
+else
+    check "  installer says the service was not started" "ran for real (no running systemd)" honest_about_systemd
+fi
 if [[ "$UPGRADE" == yes ]]; then
     check "  upgrade keeps .env (secrets, DATABASE_URL, SMS_PROVIDER)" "ran for real" \
         test "$(grep -E '^(SECRET_KEY|CRON_SECRET|DATABASE_URL|SMS_PROVIDER)=' "$ENV_FILE" | sha256sum)" = "$env_before"
@@ -297,36 +380,16 @@ secret_key_length() {
 check "  SECRET_KEY of 50+ characters" "ran for real" secret_key_length
 record "  logrotate rules" "only checked: logrotate --debug by the installer (no nightly run waited for)" ok
 cluster_online() { in_root pg_lsclusters --no-header | grep -q ' online '; }
-check "  PostgreSQL cluster" "replaced by: pg_ctlcluster start (the installer's no-systemd path; systemd would start it)" cluster_online
+if [[ "$BOOT" == yes ]]; then
+    check "  PostgreSQL cluster" "ran for real (started by systemd)" cluster_online
+else
+    check "  PostgreSQL cluster" "replaced by: pg_ctlcluster start (the installer's no-systemd path; systemd would start it)" cluster_online
+fi
 DB_URL_PORT="$(sed -n 's#^DATABASE_URL=postgres://[^@]*@[^:/]*:\([0-9]*\)/.*#\1#p' "$DIR$APP_DIR/.env" | head -n 1)"
 CLUSTER_PORT="$(in_root pg_lsclusters --no-header | awk '{print $3; exit}')"
 check "  .env DATABASE_URL port = the cluster's ($CLUSTER_PORT)" "ran for real" test "$DB_URL_PORT" = "$CLUSTER_PORT"
 
 # ---------------------------------------------------------------------------------------------
-note "What systemd would start: gunicorn (the unit's ExecStart), cron"
-# The unit's value of KEY, continuation lines joined.
-unit_value() {
-    awk -v key="$1" '
-        collecting { line = $0; more = sub(/\\$/, "", line); value = value " " line; if (!more) exit; next }
-        index($0, key "=") == 1 {
-            value = substr($0, length(key) + 2); more = sub(/\\$/, "", value)
-            if (!more) exit
-            collecting = 1
-        }
-        END { print value }
-    ' "$DIR$UNIT" | tr -s ' '
-}
-EXEC_START="$(unit_value ExecStart)"
-WORKDIR="$(unit_value WorkingDirectory)"
-UNIT_USER="$(unit_value User)"
-UNIT_GROUP="$(unit_value Group)"
-UNIT_UMASK="$(unit_value UMask)"
-mapfile -t UNIT_ENV < <(sed -n 's/^Environment=//p' "$DIR$UNIT")
-printf '    ExecStart=%s\n' "$EXEC_START"
-# Like systemd: as User/Group, in WorkingDirectory, with Environment= and UMask=, the
-# process's output to a log file instead of the journal.
-in_root runuser -u "$UNIT_USER" -g "$UNIT_GROUP" -- env -C "$WORKDIR" "${UNIT_ENV[@]}" \
-    sh -c "umask $UNIT_UMASK && exec $EXEC_START" >>"$LOG/gunicorn.log" 2>&1 &
 gunicorn_up() {
     for _ in $(seq 1 30); do
         if in_root curl -sS -o /dev/null --max-time 5 -H "Host: $DOMAIN" -H "X-Forwarded-Proto: https" \
@@ -335,15 +398,46 @@ gunicorn_up() {
     done
     return 1
 }
-check "  systemctl start messaging-cron-web" "replaced by: the unit's ExecStart as $UNIT_USER, by hand" gunicorn_up
-GUNICORN_PID=""
-# The master is the gunicorn whose parent is not a gunicorn.
-for pid in $(chroot_pids); do
-    [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline")" == *"/.venv/bin/gunicorn config.wsgi"* ]] || continue
-    parent="$(ps -o ppid= -p "$pid" | tr -d ' ')"
-    [[ "$(tr '\0' ' ' <"/proc/$parent/cmdline" 2>/dev/null)" == *gunicorn* ]] || GUNICORN_PID=$pid
-done
-check "  cron daemon" "replaced by: /usr/sbin/cron started by hand (systemctl enable --now cron)" in_root /usr/sbin/cron
+if [[ "$BOOT" == yes ]]; then
+    note "What systemd started: messaging-cron-web, cron"
+    web_active() { in_root systemctl is-active --quiet messaging-cron-web && gunicorn_up; }
+    check "  systemctl start messaging-cron-web" "ran for real (by the installer, under systemd)" web_active
+    check "  cron daemon" "ran for real (systemctl enable --now cron, by the installer)" in_root systemctl is-active --quiet cron
+else
+    note "What systemd would start: gunicorn (the unit's ExecStart), cron"
+    # The unit's value of KEY, continuation lines joined.
+    unit_value() {
+        awk -v key="$1" '
+            collecting { line = $0; more = sub(/\\$/, "", line); value = value " " line; if (!more) exit; next }
+            index($0, key "=") == 1 {
+                value = substr($0, length(key) + 2); more = sub(/\\$/, "", value)
+                if (!more) exit
+                collecting = 1
+            }
+            END { print value }
+        ' "$DIR$UNIT" | tr -s ' '
+    }
+    EXEC_START="$(unit_value ExecStart)"
+    WORKDIR="$(unit_value WorkingDirectory)"
+    UNIT_USER="$(unit_value User)"
+    UNIT_GROUP="$(unit_value Group)"
+    UNIT_UMASK="$(unit_value UMask)"
+    mapfile -t UNIT_ENV < <(sed -n 's/^Environment=//p' "$DIR$UNIT")
+    printf '    ExecStart=%s\n' "$EXEC_START"
+    # Like systemd: as User/Group, in WorkingDirectory, with Environment= and UMask=, the
+    # process's output to a log file instead of the journal.
+    in_root runuser -u "$UNIT_USER" -g "$UNIT_GROUP" -- env -C "$WORKDIR" "${UNIT_ENV[@]}" \
+        sh -c "umask $UNIT_UMASK && exec $EXEC_START" >>"$LOG/gunicorn.log" 2>&1 9>&- &
+    check "  systemctl start messaging-cron-web" "replaced by: the unit's ExecStart as $UNIT_USER, by hand" gunicorn_up
+    GUNICORN_PID=""
+    # The master is the gunicorn whose parent is not a gunicorn.
+    for pid in $(chroot_pids); do
+        [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline")" == *"/.venv/bin/gunicorn config.wsgi"* ]] || continue
+        parent="$(ps -o ppid= -p "$pid" | tr -d ' ')"
+        [[ "$(tr '\0' ' ' <"/proc/$parent/cmdline" 2>/dev/null)" == *gunicorn* ]] || GUNICORN_PID=$pid
+    done
+    check "  cron daemon" "replaced by: /usr/sbin/cron started by hand (systemctl enable --now cron)" in_root /usr/sbin/cron
+fi
 
 # ---------------------------------------------------------------------------------------------
 note "Step 4: TLS and the admin account"
@@ -356,7 +450,11 @@ check "  certbot certonly" "replaced by: a self-signed certificate (openssl) at 
 check "  ln -s the site into sites-enabled" "ran for real" \
     in_root ln -sfn /etc/nginx/sites-available/messaging-cron /etc/nginx/sites-enabled/messaging-cron
 check "  nginx -t" "ran for real" in_root nginx -t -q
-check "  systemctl reload nginx" "replaced by: nginx started by hand (the package did not start it: policy-rc.d)" in_root nginx
+if [[ "$BOOT" == yes ]]; then
+    check "  systemctl reload nginx" "ran for real" in_root systemctl reload nginx
+else
+    check "  systemctl reload nginx" "replaced by: nginx started by hand (the package did not start it: policy-rc.d)" in_root nginx
+fi
 if manage shell -c "from django.contrib.auth import get_user_model as m; import sys; sys.exit(not m().objects.filter(username='$SUPERUSER').exists())" >/dev/null 2>&1; then
     record "  createsuperuser" "ran for real on an earlier run (user $SUPERUSER exists)" ok
 else
@@ -372,7 +470,7 @@ check "  drf_create_token (an API key)" "ran for real" test -n "$TOKEN"
 note "Step 5: SMS_PROVIDER=twilio, pointed at the fake Twilio"
 rm -f "$LOG/twilio.port" "$LOG/twilio.jsonl"
 in_root python3 "$CHECKOUT/scripts/fake_twilio.py" --account-sid "$TWILIO_SID" --auth-token "$TWILIO_TOKEN" \
-    --port-file "$STATE/twilio.port" --record "$STATE/twilio.jsonl" >>"$LOG/fake_twilio.log" 2>&1 &
+    --port-file "$STATE/twilio.port" --record "$STATE/twilio.jsonl" >>"$LOG/fake_twilio.log" 2>&1 9>&- &
 for _ in $(seq 1 50); do
     [[ -s "$LOG/twilio.port" ]] && break
     sleep 0.1
@@ -395,7 +493,12 @@ reload_gunicorn() {
     [[ -n "$GUNICORN_PID" ]] || return 1
     kill -HUP "$GUNICORN_PID" && sleep 3 && gunicorn_up
 }
-check "  systemctl reload messaging-cron-web" "replaced by: kill -HUP of gunicorn's master (the unit's ExecReload)" reload_gunicorn
+reload_by_systemd() { in_root systemctl reload messaging-cron-web && sleep 3 && gunicorn_up; }
+if [[ "$BOOT" == yes ]]; then
+    check "  systemctl reload messaging-cron-web" "ran for real" reload_by_systemd
+else
+    check "  systemctl reload messaging-cron-web" "replaced by: kill -HUP of gunicorn's master (the unit's ExecReload)" reload_gunicorn
+fi
 
 # ---------------------------------------------------------------------------------------------
 note "Step 6: check"
@@ -476,5 +579,21 @@ manage cron status >"$LOG/cron-status-after.txt" 2>&1
 status_exit=$?
 check "  manage cron status after the ticks (exit $status_exit)" "ran for real" test "$status_exit" -eq 0
 sed 's/^/    /' "$LOG/cron-status-after.txt"
-record "  web log (journalctl -u messaging-cron-web)" "replaced by: gunicorn's output in $STATE/gunicorn.log" ok
+if [[ "$BOOT" == yes ]]; then
+    # Into a file first: under pipefail, grep -q quitting early would fail journalctl's write.
+    journal_has_workers() {
+        in_root journalctl -u messaging-cron-web --no-pager -n 200 >"$LOG/journal-web.txt" &&
+            grep -q 'Booting worker' "$LOG/journal-web.txt"
+    }
+    check "  web log (journalctl -u messaging-cron-web)" "ran for real" journal_has_workers
+    no_failed_units() {
+        local failed
+        failed="$(in_root systemctl list-units --failed --plain --no-legend | awk '{print $1}')"
+        [[ -z "$failed" ]] || printf '    failed units: %s\n' "$failed"
+        [[ -z "$failed" ]]
+    }
+    check "  systemctl --failed (none)" "ran for real" no_failed_units
+else
+    record "  web log (journalctl -u messaging-cron-web)" "replaced by: gunicorn's output in $STATE/gunicorn.log" ok
+fi
 record "  EMAIL_PROVIDER=resend, CRON_ALERT_EMAILS" "not run: no fake Resend here (alerts are only logged)" ok
