@@ -575,6 +575,41 @@ PY
 }
 check "  /metrics parses, shows process-scheduled runs and a sent attempt" "ran for real (prometheus_client's parser)" metrics_parse
 
+# ---------------------------------------------------------------------------------------------
+# The Nth ```sh block under "## HEADING" in the installed guide, as written.
+docs_block() {
+    awk -v heading="## $1" -v n="$2" '
+        $0 == heading { section = 1; next }
+        section && /^## / { exit }
+        section && /^```sh$/ { if (++count == n) { grab = 1 }; next }
+        grab && /^```$/ { exit }
+        grab { print }
+    ' "$DIR$APP_DIR/docs/operations.md"
+}
+if [[ "$BOOT" == yes ]]; then
+    note "Backup and restore: the guide's commands as written"
+    MANAGE_HELPER="$(grep -m 1 '^manage() {' "$DIR$APP_DIR/docs/operations.md")"
+    BACKUP="$(docs_block "Backup and restore" 1)"
+    RESTORE="$(docs_block "Backup and restore" 2)"
+    printf '%s\n' "$BACKUP" "$RESTORE" | sed 's/^/    $ /'
+    DUMP="/root/messaging-$(date +%F).dump"
+    rm -f "$DIR$DUMP"
+    backup() { in_root bash -euc "cd $APP_DIR; $BACKUP" >>"$LOG/backup.log" 2>&1 && [[ -s "$DIR$DUMP" ]]; }
+    check "  backup: pg_dump and .env" "ran for real" backup
+    # The restore, with the backup just made (its one line that names a file).
+    # shellcheck disable=SC2001 # the pattern is anchored to a line start
+    RESTORE="$(sed "s#^dump=[^ ]*#dump=$DUMP#" <<<"$RESTORE")"
+    restore() { in_root bash -euc "cd $APP_DIR; $MANAGE_HELPER; $RESTORE" >>"$LOG/restore.log" 2>&1; }
+    check "  restore: tick and web stopped, dropdb, createdb, pg_restore, migrate, started again" "ran for real" restore
+    after_restore() {
+        [[ -f "$DIR/etc/cron.d/messaging-cron" ]] && in_root systemctl is-active --quiet messaging-cron-web &&
+            gunicorn_up && [[ "$(message_status)" == sent ]]
+    }
+    check "  after the restore: the tick back, the web up, the test SMS still sent" "ran for real (through nginx)" after_restore
+else
+    record "  backup and restore" "not run without --boot (it stops and starts the web service)" ok
+fi
+
 manage cron status >"$LOG/cron-status-after.txt" 2>&1
 status_exit=$?
 check "  manage cron status after the ticks (exit $status_exit)" "ran for real" test "$status_exit" -eq 0
