@@ -32,6 +32,20 @@ def fresh(campaign: Campaign) -> Campaign:
     return Campaign.objects.get(pk=campaign.pk)
 
 
+def fail_launches_of(campaign: Campaign, monkeypatch) -> None:
+    """The campaign's launches fail in the database, as a deadlock would; the others' go."""
+    import campaigns.tick as tick
+
+    real = tick.launch_messages
+
+    def launch(launches, now):
+        if any(launch.key.startswith(f"campaign:{campaign.pk}:") for launch in launches):
+            raise RuntimeError("deadlock detected")
+        return real(launches, now)
+
+    monkeypatch.setattr(tick, "launch_messages", launch)
+
+
 def test_launches_up_to_max_in_flight_with_derived_keys(client):
     campaign = make_campaign(client, max_in_flight=3)
     recipients = add_recipients(campaign, 5)
@@ -279,21 +293,12 @@ def test_run_with_one_broken_campaign_is_partial_and_names_it(client):
 def test_a_database_error_in_one_campaign_is_retried_alone_and_the_others_launch(client, monkeypatch):
     # Our own launch function fails for one campaign's messages (as a database error would):
     # its whole batch rolls back, then each campaign is tried in a transaction of its own.
-    import campaigns.tick as tick
-
     broken = make_campaign(client, name="broken")
     add_recipients(broken, 2)
     others = [make_campaign(client, name=f"ok{i}") for i in range(3)]
     for campaign in others:
         add_recipients(campaign, 2)
-    real = tick.launch_messages
-
-    def launch(launches, now):
-        if any(launch.key.startswith(f"campaign:{broken.pk}:") for launch in launches):
-            raise RuntimeError("deadlock detected")
-        return real(launches, now)
-
-    monkeypatch.setattr(tick, "launch_messages", launch)
+    fail_launches_of(broken, monkeypatch)
     result = process_campaigns(NOON)
     assert result.errors == [(broken.pk, "RuntimeError: deadlock detected")]
     assert result.launched == 6 and campaign_messages(broken).count() == 0
@@ -369,21 +374,12 @@ def test_ticks_on_hosts_whose_clocks_disagree_share_one_per_minute_window(client
 def test_a_campaign_failing_in_the_database_is_one_failed_item_and_the_others_succeed(monkeypatch, others):
     # Alone, it made succeeded -1: the run's CHECK constraint refused it and the run stayed
     # `running` (then `abandoned`); beside another, the run said "all 1 items failed".
-    import campaigns.tick as tick
-
     client = make_client(tz="UTC")
     broken = make_campaign(client, name="broken")
     add_recipients(broken, 1)
     for i in range(others):
         add_recipients(make_campaign(client, name=f"ok{i}"), 1, start=10 + i)
-    real = tick.launch_messages
-
-    def launch(launches, now):
-        if any(launch.key.startswith(f"campaign:{broken.pk}:") for launch in launches):
-            raise RuntimeError("deadlock detected")
-        return real(launches, now)
-
-    monkeypatch.setattr(tick, "launch_messages", launch)
+    fail_launches_of(broken, monkeypatch)
     result = run_job("process-campaigns", "manual")
     run = JobRun.objects.get(pk=result.run_id)
     assert (run.status, run.processed, run.succeeded, run.failed) == (
