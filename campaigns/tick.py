@@ -156,9 +156,9 @@ def process_campaigns(
     (tests, the demo) is the tick's start, and each batch is that plus the whole seconds since."""
     batch_size = batch_size or settings.CAMPAIGNS_TICK_BATCH_SIZE
     result = TickResult()
-    start = now or database_now()  # the same clock as the batches' (finished_at, start_at)
-    result.synced = sync_recipients(start)
-    ids = campaigns_to_visit(start)
+    tick_start = now or database_now()  # the same clock as the batches' (finished_at, start_at)
+    result.synced = sync_recipients(tick_start)
+    ids = campaigns_to_visit(tick_start)
     batches = deque(ids[start : start + batch_size] for start in range(0, len(ids), batch_size))
     started = time.monotonic()
     lock = threading.Lock()
