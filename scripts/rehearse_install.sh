@@ -149,6 +149,14 @@ cleanup() {
         fi
         wait "$NSPAWN_PID" 2>/dev/null
         INIT_PID=""
+        # What ran inside through nsenter died with the machine; the nsenter processes that
+        # started it (and the subshells of this script's background jobs) are ours to end.
+        local job
+        for job in $(jobs -p); do
+            pkill -KILL -P "$job" 2>/dev/null
+            kill -KILL "$job" 2>/dev/null
+        done
+        wait 2>/dev/null
     fi
     # Only a run that mounted the chroot's /proc started anything in it.
     if ((${#MOUNTS[@]})) && [[ -d "$DIR/proc/self" ]]; then
