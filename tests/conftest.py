@@ -50,6 +50,13 @@ def database_url() -> str:
     return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
+def manage_py(*args: str, env: dict[str, str], cwd: Path = ROOT, timeout: int = 120) -> subprocess.CompletedProcess:
+    """`manage.py ARGS` in a process of its own (in `cwd`), its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
 def subprocess_env(**extra: str) -> dict[str, str]:
     """The environment of a real `manage.py` process on the test database."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "DJANGO_SETTINGS"))}

@@ -1,5 +1,3 @@
-import subprocess
-import sys
 from datetime import date, timedelta
 
 import pytest
@@ -22,7 +20,7 @@ from tests.analytics.factories import (
     make_scheduled,
     utc,
 )
-from tests.conftest import ROOT, subprocess_env
+from tests.conftest import manage_py, subprocess_env
 
 pytestmark = pytest.mark.django_db
 
@@ -237,9 +235,7 @@ def test_escalations_are_counted_under_the_source_the_agent_check_uses():
 
 def test_a_back_fill_under_one_day_refuses_to_start():
     env = subprocess_env(ANALYTICS_BACKFILL_DAYS="0")
-    proc = subprocess.run(
-        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
+    proc = manage_py("check", env=env, timeout=60)
 
     assert proc.returncode != 0
     assert "ANALYTICS_BACKFILL_DAYS=0 must be 1 or more: fix it in .env." in proc.stderr

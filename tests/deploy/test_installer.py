@@ -6,12 +6,12 @@ import re
 import shutil
 import stat
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import manage_py
 from tests.deploy.installer import APP_USER, DOMAIN, INSTALL_DIR, INSTALLER, dry_run, installed, tool, tree_digest
 
 pytestmark = pytest.mark.skipif(
@@ -83,14 +83,7 @@ def test_a_new_env_passes_check_deploy_without_a_warning(rendered, tmp_path):
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "DATABASE_URL": f"sqlite:///{tmp_path}/check.sqlite3",
     }
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=app,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = manage_py("check", "--deploy", "--fail-level", "WARNING", env=environment, cwd=app)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 

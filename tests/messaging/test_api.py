@@ -1,7 +1,5 @@
 """The enqueue API over HTTP: DRF token / staff session auth, real PostgreSQL."""
 
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,7 +15,7 @@ from rest_framework.views import APIView
 
 from messaging.models import Client, DeliveryAttempt, Lead, Outcome, ScheduledMessage, Status
 from messaging.services import schedule_message
-from tests.conftest import ROOT, subprocess_env
+from tests.conftest import manage_py, subprocess_env
 from tests.users import MESSAGE_OPERATOR, grant
 
 pytestmark = pytest.mark.django_db
@@ -553,9 +551,7 @@ def test_horizon_follows_the_setting(api, settings):
 
 def test_a_horizon_under_one_day_refuses_to_start():
     env = subprocess_env(ENQUEUE_HORIZON_DAYS="0")
-    proc = subprocess.run(
-        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
+    proc = manage_py("check", env=env, timeout=60)
 
     assert proc.returncode != 0
     assert "ENQUEUE_HORIZON_DAYS=0 must be 1 or more: fix it in .env." in proc.stderr

@@ -8,7 +8,7 @@ import time_machine
 from django.core.management import call_command
 
 from scheduling.models import JobRun
-from tests.conftest import ROOT, subprocess_env
+from tests.conftest import ROOT, manage_py, subprocess_env
 
 pytestmark = pytest.mark.django_db
 
@@ -91,9 +91,7 @@ def test_unknown_job_is_a_clear_command_error():
 def test_production_settings_refuse_to_start_without_secrets(missing):
     env = subprocess_env(DEBUG="false", SECRET_KEY="x" * 50, CRON_SECRET="s" * 40, ALLOWED_HOSTS="example.com")
     env.pop(missing)
-    proc = subprocess.run(
-        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
+    proc = manage_py("check", env=env, timeout=60)
     assert proc.returncode != 0
     assert f"{missing} is not set: set it in .env (see .env.example)" in proc.stderr
 
@@ -102,14 +100,7 @@ def test_production_settings_pass_the_deploy_check():
     env = subprocess_env(
         DEBUG="false", SECRET_KEY="k" * 20 + "-Zq8#pL2$" + "v" * 30, CRON_SECRET="s" * 40, ALLOWED_HOSTS="example.com"
     )
-    proc = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = manage_py("check", "--deploy", "--fail-level", "WARNING", env=env, timeout=60)
     assert proc.returncode == 0, proc.stderr + proc.stdout
 
 
@@ -127,9 +118,7 @@ def test_secret_can_come_from_a_file(tmp_path):
 
 def _check_in_production(**secrets: str) -> subprocess.CompletedProcess:
     env = subprocess_env(DEBUG="false", ALLOWED_HOSTS="example.com", **secrets)
-    return subprocess.run(
-        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
+    return manage_py("check", env=env, timeout=60)
 
 
 GOOD_KEY = "Kq3-vX9_" * 7  # 56 characters
